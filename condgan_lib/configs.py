@@ -1,0 +1,123 @@
+"""Training configurations: one plain dataclass per shipped model, with CPU-sized and GPU-sized variants.
+
+``CONFIGS["mnist-projection"]`` is the CPU recipe that produced the shipped checkpoint;
+``CONFIGS["mnist-projection-gpu"]`` is the same model with the batch, steps and precision of a real GPU run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+MODELS = ("mlp", "dcgan", "concat", "acgan", "projection")
+DATASETS = ("mnist", "fashion-mnist")
+
+
+@dataclass
+class GANConfig:
+    """Everything that defines one GAN training run."""
+    name: str
+    dataset: str = "mnist"            # "mnist" or "fashion-mnist"
+    model: str = "projection"         # one of MODELS: which discriminator (and whether G is conditional)
+    loss: str = "hinge"               # "bce" (non-saturating) or "hinge"
+    z_dim: int = 64
+    ch: int = 32                      # base channel width of G and D
+    batch_size: int = 64
+    steps: int = 3000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    acgan_weight: float = 1.0         # weight of the auxiliary class loss (AC-GAN only)
+    ema_decay: float = 0.999          # generator EMA; 0 disables it
+    diffaugment: bool = False         # DiffAugment (Zhao et al., 2020): translation + cutout on real and fake
+    amp: str = "none"                 # "none", "bf16" or "fp16" autocast
+    channels_last: bool = False
+    compile: bool = False             # torch.compile the two networks
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+    eval_every: int = 1000
+    eval_samples: int = 1000
+    lr_scale_with_batch: bool = False  # scale both learning rates linearly with batch_size / 64
+
+    @property
+    def conditional(self) -> bool:
+        return self.model in ("concat", "acgan", "projection")
+
+    def validate(self) -> "GANConfig":
+        """Return self, or raise ValueError naming the bad field and the values it may take."""
+        checks = [
+            (self.dataset in DATASETS, f"dataset must be one of {DATASETS}, not {self.dataset!r}"),
+            (self.model in MODELS, f"model must be one of {MODELS}, not {self.model!r}"),
+            (self.loss in ("bce", "hinge"), f"loss must be 'bce' or 'hinge', not {self.loss!r}"),
+            (self.amp in ("none", "bf16", "fp16"), f"amp must be 'none', 'bf16' or 'fp16', not {self.amp!r}"),
+            (self.steps >= 1, f"steps must be >= 1, not {self.steps}"),
+            (self.batch_size >= 2, f"batch_size must be >= 2, not {self.batch_size}"),
+            (self.lr_g > 0 and self.lr_d > 0, f"learning rates must be positive, not lr_g={self.lr_g}, lr_d={self.lr_d}"),
+            (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), not {self.ema_decay}"),
+            (self.z_dim >= 1 and self.ch >= 1, f"z_dim and ch must be positive, not {self.z_dim}, {self.ch}"),
+            (self.ckpt_every >= 1 and self.log_every >= 1 and self.eval_every >= 1,
+             "ckpt_every, log_every and eval_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"config {self.name!r}: {message}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ClassifierConfig:
+    """A domain classifier: the independent judge of condition accuracy and the feature space of FID/KID."""
+    name: str
+    dataset: str = "mnist"
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    def validate(self) -> "ClassifierConfig":
+        if self.dataset not in DATASETS:
+            raise ValueError(f"config {self.name!r}: dataset must be one of {DATASETS}, not {self.dataset!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"config {self.name!r}: epochs, batch_size and lr must be positive")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def gpu_variant(cfg: GANConfig) -> GANConfig:
+    """The GPU-sized version of a CPU recipe: 4x batch with linearly scaled learning rates, wider nets, bf16."""
+    return dataclasses.replace(cfg, name=cfg.name + "-gpu", batch_size=256, ch=64, steps=cfg.steps * 3,
+                               lr_scale_with_batch=True, amp="bf16", channels_last=True, ckpt_every=2000,
+                               eval_every=2000, eval_samples=5000)
+
+
+_CPU = [
+    ClassifierConfig("mnist-classifier", dataset="mnist"),
+    ClassifierConfig("fashion-classifier", dataset="fashion-mnist", epochs=4),
+    GANConfig("mnist-mlp", dataset="mnist", model="mlp", loss="bce", betas=(0.5, 0.999), steps=3000),
+    GANConfig("mnist-dcgan", dataset="mnist", model="dcgan", loss="bce", betas=(0.5, 0.999), steps=3000),
+    GANConfig("fashion-dcgan", dataset="fashion-mnist", model="dcgan", loss="bce", betas=(0.5, 0.999), steps=3000),
+    GANConfig("mnist-concat", dataset="mnist", model="concat", loss="bce", betas=(0.5, 0.999), steps=3000),
+    GANConfig("mnist-acgan", dataset="mnist", model="acgan", loss="bce", betas=(0.5, 0.999), steps=3000),
+    GANConfig("mnist-projection", dataset="mnist", model="projection", loss="hinge", steps=3000),
+    GANConfig("fashion-projection", dataset="fashion-mnist", model="projection", loss="hinge", steps=4000),
+]
+
+CONFIGS: dict = {c.name: c for c in _CPU}
+CONFIGS.update({c.name + "-gpu": gpu_variant(c) for c in _CPU if isinstance(c, GANConfig)})
+
+
+def get_config(name: str, **overrides):
+    """A copy of the named config with ``overrides`` applied, validated; unknown names list the known ones."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown config {name!r}; known configs: {', '.join(sorted(CONFIGS))}")
+    base = CONFIGS[name]
+    known = {f.name for f in dataclasses.fields(base)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"config {name!r} has no field(s) {sorted(unknown)}; fields: {sorted(known)}")
+    return dataclasses.replace(base, **overrides).validate()

@@ -1,0 +1,139 @@
+"""Numbers for generators: condition accuracy, FID, KID, precision and recall, each read against a real-data floor.
+
+Features come from the book's own domain classifiers (``condgan_lib.classifier``), not Inception:
+FID (Heusel et al., 2017) and KID (Binkowski et al., 2018) are computed by torchmetrics with that custom feature
+extractor; precision and recall follow Kynkäänniemi et al. (2019): a sample is "precise" when it falls inside the
+k-NN balls of the real features, and real data is "recalled" when it falls inside the k-NN balls of the fakes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from .classifier import DomainClassifier
+from .data import load_images
+
+CLASSIFIER_FOR = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}
+
+
+class ClassifierFeatures(nn.Module):
+    """The classifier's 128-d penultimate layer as a feature extractor torchmetrics accepts."""
+
+    def __init__(self, classifier: DomainClassifier):
+        super().__init__()
+        self.classifier = classifier.eval()
+        self.num_features = classifier.head.in_features
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(x.float())
+
+
+@torch.no_grad()
+def features(classifier: DomainClassifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Penultimate classifier features of images in [0, 1]."""
+    classifier.eval()
+    return torch.cat([classifier.features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def frechet_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID in the classifier's feature space, via torchmetrics' ``FrechetInceptionDistance``."""
+    fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier), normalize=True)
+    for i in range(0, len(real), 1000):
+        fid.update(real[i:i + 1000], real=True)
+    for i in range(0, len(fake), 1000):
+        fid.update(fake[i:i + 1000], real=False)
+    return float(fid.compute())
+
+
+def kernel_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torch.Tensor, seed: int = 0,
+                    subsets: int = 50) -> float:
+    """KID (mean over random subsets) in the classifier's feature space, via torchmetrics."""
+    size = min(len(real), len(fake), 500)
+    kid = KernelInceptionDistance(feature=ClassifierFeatures(classifier), normalize=True, subsets=subsets,
+                                  subset_size=size)
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)  # KID draws its subsets with the global generator
+    mean, _ = kid.compute()
+    torch.set_rng_state(state)
+    return float(mean)
+
+
+def _knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    d = torch.cdist(feats, feats)
+    return d.kthvalue(k + 1, dim=1).values
+
+
+def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al., 2019) with k-NN manifolds of radius ``k``."""
+    real_r, fake_r = _knn_radii(real_feats, k), _knn_radii(fake_feats, k)
+    d = torch.cdist(fake_feats, real_feats)                       # [n_fake, n_real]
+    precision = (d <= real_r[None, :]).any(dim=1).float().mean()  # fake inside some real ball
+    recall = (d <= fake_r[:, None]).any(dim=0).float().mean()     # real inside some fake ball
+    return precision.item(), recall.item()
+
+
+def condition_accuracy(classifier: DomainClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of images the independent classifier assigns to the requested class."""
+    return (classifier.predict(images) == labels).float().mean().item()
+
+
+def score_images(classifier: DomainClassifier, real: torch.Tensor, real_labels: torch.Tensor,
+                 fake: torch.Tensor, fake_labels: torch.Tensor | None, seed: int = 0) -> dict:
+    """Every metric of ``fake`` against ``real``: FID, KID, precision, recall, and (conditional) condition accuracy
+    and the lowest per-class recall."""
+    real_f, fake_f = features(classifier, real), features(classifier, fake)
+    precision, recall = precision_recall(real_f, fake_f)
+    out = {"fid": frechet_distance(classifier, real, fake), "kid": kernel_distance(classifier, real, fake, seed),
+           "precision": precision, "recall": recall}
+    if fake_labels is not None:
+        out["condition_accuracy"] = condition_accuracy(classifier, fake, fake_labels)
+        out["min_class_recall"] = min(
+            precision_recall(real_f[real_labels == c], fake_f[fake_labels == c])[1] for c in range(10))
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def reference_sets(dataset: str, n: int) -> tuple:
+    """Two disjoint real sets of ``n`` images: the first ``n`` test images, and ``n`` class-balanced train images."""
+    test, train = load_images(dataset, "test"), load_images(dataset, "train")
+    real, real_labels = test.images[:n], test.labels[:n]
+    picks = torch.cat([(train.labels == c).nonzero().squeeze(1)[: n // 10] for c in range(10)])
+    return real, real_labels, train.images[picks], train.labels[picks]
+
+
+def sample_generator(generator: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` samples in [0, 1] (class-balanced labels for a conditional generator) with a fixed seed."""
+    if getattr(generator, "n_classes", 0):
+        labels = torch.arange(10).repeat_interleave(n // 10)
+        return torch.cat([generator.generate(labels[i:i + 1000], seed=seed + i) for i in range(0, len(labels), 1000)]
+                         ).cpu(), labels
+    return torch.cat([generator.generate(min(1000, n - i), seed=seed + i) for i in range(0, n, 1000)]).cpu(), None
+
+
+def evaluate_generator(generator: nn.Module, dataset: str, classifier: DomainClassifier | None = None,
+                       n: int = 2000, seed: int = 0) -> dict:
+    """Score a generator on ``n`` samples against ``n`` real test images; see ``score_images``."""
+    if classifier is None:
+        from .hub import load_pretrained
+        classifier = load_pretrained(CLASSIFIER_FOR[dataset])
+    real, real_labels, _, _ = reference_sets(dataset, n)
+    was_training = generator.training
+    generator.eval()
+    fake, fake_labels = sample_generator(generator, n, seed)
+    generator.train(was_training)
+    # unconditional generators: score condition accuracy against the real label mix is meaningless; leave it out
+    return {**score_images(classifier, real, real_labels, fake, fake_labels, seed), "n": n}
+
+
+def real_floor(dataset: str, classifier: DomainClassifier | None = None, n: int = 2000, seed: int = 0) -> dict:
+    """The same metrics for real train images against the real test reference: the best a generator can hope for."""
+    if classifier is None:
+        from .hub import load_pretrained
+        classifier = load_pretrained(CLASSIFIER_FOR[dataset])
+    real, real_labels, other, other_labels = reference_sets(dataset, n)
+    return {**score_images(classifier, real, real_labels, other, other_labels, seed), "n": n}

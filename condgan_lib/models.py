@@ -1,0 +1,220 @@
+"""Generators and discriminators for 28x28 images: the MLP GAN, DCGAN, and three class-conditional discriminators.
+
+- ``MLPGenerator`` / ``MLPDiscriminator``: the fully connected GAN of Goodfellow et al. (2014).
+- ``Generator`` / ``DCGANDiscriminator``: DCGAN (Radford et al., 2016): transposed convolutions, batch norm in G,
+  strided convolutions and LeakyReLU in D, no pooling, tanh output.
+- ``ConcatDiscriminator``: the label is concatenated to the input as one-hot planes (Mirza & Osindero, 2014).
+- ``ACGANDiscriminator``: a real/fake head plus an auxiliary class head (Odena et al., 2017).
+- ``ProjectionDiscriminator``: ``psi(phi(x)) + <embed(y), phi(x)>`` with spectral norm (Miyato & Koyama, 2018).
+
+One ``Generator`` serves every variant: with ``n_classes > 0`` it uses class-conditional batch norm, so that the
+three conditional discriminators are compared with the same generator.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def _noise(n: int, z_dim: int, seed: int | None, device, truncation: float | None = None) -> torch.Tensor:
+    """Standard normal latents; with ``truncation`` t, values with |z| > t are redrawn (the truncation trick)."""
+    gen = torch.Generator(device="cpu")
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=gen)
+    if truncation is not None:
+        if truncation <= 0:
+            raise ValueError(f"truncation must be positive, not {truncation}")
+        while (bad := z.abs() > truncation).any():
+            z[bad] = torch.randn(int(bad.sum()), generator=gen)
+    return z.to(device)
+
+
+def check_labels(labels, n_classes: int) -> torch.Tensor:
+    """Labels as a LongTensor on the CPU, or a ValueError naming the labels outside ``0..n_classes-1``."""
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dim() != 1:
+        raise ValueError(f"labels must be a 1-D integer tensor, got dtype {labels.dtype} and shape {tuple(labels.shape)}")
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if len(bad):
+        raise ValueError(f"labels must be in 0..{n_classes - 1}; got {sorted(set(bad.tolist()))}")
+    return labels.long()
+
+
+class MLPGenerator(nn.Module):
+    """A fully connected generator: ``z`` -> 784 pixels in [-1, 1], reshaped to ``[N, 1, 28, 28]``."""
+
+    def __init__(self, z_dim: int = 64, hidden: int = 256):
+        super().__init__()
+        self.z_dim, self.n_classes = z_dim, 0
+        self.net = nn.Sequential(
+            nn.Linear(z_dim, hidden), nn.LeakyReLU(0.2),
+            nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(0.2),
+            nn.Linear(2 * hidden, 784), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z).view(-1, 1, 28, 28)
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """``n`` images in [0, 1], reproducible for a given ``seed``."""
+        device = next(self.parameters()).device
+        return (self(_noise(n, self.z_dim, seed, device)) + 1) / 2
+
+
+class MLPDiscriminator(nn.Module):
+    """A fully connected discriminator that returns one logit per image (no sigmoid: the loss applies it)."""
+
+    def __init__(self, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 2 * hidden), nn.LeakyReLU(0.2),
+            nn.Linear(2 * hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose scale and shift are looked up per class (de Vries et al., 2017; used by Miyato & Koyama)."""
+
+    def __init__(self, channels: int, n_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(n_classes, channels)
+        self.bias = nn.Embedding(n_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
+
+
+class Generator(nn.Module):
+    """DCGAN generator for 28x28 images; class-conditional when ``n_classes > 0``.
+
+    ``z`` -> linear -> ``[2ch, 7, 7]`` -> up to ``[ch, 14, 14]`` -> ``[1, 28, 28]``, tanh. A conditional generator
+    sees the label only through class-conditional batch norm after each block: the label sets the scale and shift
+    of the features, the noise sets their content, so neither can crowd the other out.
+    """
+
+    def __init__(self, z_dim: int = 64, n_classes: int = 0, ch: int = 64, out_channels: int = 1):
+        super().__init__()
+        self.z_dim, self.n_classes = z_dim, n_classes
+
+        def norm(c: int) -> nn.Module:
+            return ConditionalBatchNorm2d(c, n_classes) if n_classes else nn.BatchNorm2d(c)
+
+        self.fc = nn.Linear(z_dim, 2 * ch * 7 * 7, bias=False)
+        self.norm1 = norm(2 * ch)
+        self.up1 = nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False)
+        self.norm2 = norm(ch)
+        self.up2 = nn.ConvTranspose2d(ch, out_channels, 4, 2, 1)
+
+    def _norm(self, layer: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return torch.relu(layer(x, labels) if self.n_classes else layer(x))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from latents ``z`` (and ``labels`` for a conditional generator)."""
+        h = self.fc(z).view(z.shape[0], -1, 7, 7)
+        h = self._norm(self.norm1, h, labels)
+        h = self._norm(self.norm2, self.up1(h), labels)
+        return torch.tanh(self.up2(h))
+
+    @torch.no_grad()
+    def generate(self, labels_or_n, seed: int | None = None, truncation: float | None = None) -> torch.Tensor:
+        """Images in [0, 1] of shape ``[N, 1, 28, 28]``.
+
+        Conditional: ``generate(labels: LongTensor, seed)``; unconditional: ``generate(n: int, seed)``.
+        """
+        device = next(self.parameters()).device
+        if self.n_classes:
+            if isinstance(labels_or_n, int):
+                raise ValueError("this generator is class-conditional: pass a LongTensor of labels, not a count")
+            labels = check_labels(labels_or_n, self.n_classes)
+            z = _noise(len(labels), self.z_dim, seed, device, truncation)
+            out = self(z, labels.to(device))
+        else:
+            if not isinstance(labels_or_n, int) or labels_or_n < 1:
+                raise ValueError(f"this generator is unconditional: pass a positive count, not {labels_or_n!r}")
+            out = self(_noise(labels_or_n, self.z_dim, seed, device, truncation))
+        return (out.float() + 1) / 2
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: conv and linear weights from N(0, 0.02), batch-norm scales from N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _trunk(in_channels: int, ch: int, sn: bool, batch_norm: bool) -> nn.Sequential:
+    """Two strided convolutions: ``[in, 28, 28]`` -> ``[2ch, 7, 7]``, LeakyReLU(0.2)."""
+    wrap = spectral_norm if sn else (lambda m: m)
+    layers = [wrap(nn.Conv2d(in_channels, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
+              wrap(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.2)]
+    if batch_norm:  # DCGAN: batch norm in every D layer but the first
+        layers.insert(3, nn.BatchNorm2d(2 * ch))
+    return nn.Sequential(*layers)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Unconditional DCGAN discriminator: one logit per image."""
+
+    def __init__(self, ch: int = 64, sn: bool = False, batch_norm: bool = True, in_channels: int = 1):
+        super().__init__()
+        self.trunk = _trunk(in_channels, ch, sn, batch_norm)
+        self.head = nn.Linear(2 * ch * 7 * 7, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(x).flatten(1)).squeeze(1)
+
+
+class ConcatDiscriminator(nn.Module):
+    """cGAN discriminator (Mirza & Osindero): the label enters as 10 one-hot planes beside the image."""
+
+    def __init__(self, n_classes: int = 10, ch: int = 64, sn: bool = False, batch_norm: bool = True, in_channels: int = 1):
+        super().__init__()
+        self.n_classes = n_classes
+        self.trunk = _trunk(in_channels + n_classes, ch, sn, batch_norm)
+        self.head = nn.Linear(2 * ch * 7 * 7, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        planes = nn.functional.one_hot(labels, self.n_classes).to(x.dtype)[:, :, None, None]
+        x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
+        return self.head(self.trunk(x).flatten(1)).squeeze(1)
+
+
+class ACGANDiscriminator(nn.Module):
+    """AC-GAN discriminator (Odena et al.): returns ``(real/fake logit, class logits)``; it never sees the label."""
+
+    def __init__(self, n_classes: int = 10, ch: int = 64, sn: bool = False, batch_norm: bool = True, in_channels: int = 1):
+        super().__init__()
+        self.trunk = _trunk(in_channels, ch, sn, batch_norm)
+        self.head = nn.Linear(2 * ch * 7 * 7, 1)
+        self.classifier = nn.Linear(2 * ch * 7 * 7, n_classes)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        h = self.trunk(x).flatten(1)
+        return self.head(h).squeeze(1), self.classifier(h)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Projection discriminator (Miyato & Koyama): ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``, spectrally normalised."""
+
+    def __init__(self, n_classes: int = 10, ch: int = 64, in_channels: int = 1):
+        super().__init__()
+        self.trunk = _trunk(in_channels, ch, sn=True, batch_norm=False)
+        self.head = spectral_norm(nn.Linear(2 * ch, 1))
+        self.embed = spectral_norm(nn.Embedding(n_classes, 2 * ch))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        phi = self.trunk(x).sum(dim=(2, 3))  # global sum pooling, as in the paper
+        return self.head(phi).squeeze(1) + (self.embed(labels) * phi).sum(1)

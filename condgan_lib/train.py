@@ -1,0 +1,421 @@
+"""The training command that produced every shipped checkpoint.
+
+    python -m condgan_lib.train --config mnist-projection [--device auto|cuda|cpu] [--steps N] [--out DIR]
+                                [--resume] [--seed S] [--amp bf16] [--compile] [--ship]
+
+One GAN step (``gan_step``) is plain PyTorch: a discriminator update on real and detached fake images, then a
+generator update through a fresh discriminator pass. Around it, ``train_gan`` adds what a real run needs:
+device placement, autocast, channels_last, optional ``torch.compile``, generator EMA, DiffAugment, periodic
+evaluation, TensorBoard, a progress bar, atomic checkpoints with ``--resume``, and a guard against NaN/inf losses.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import platform
+import re
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
+from tqdm.auto import tqdm
+
+from . import hub, losses, metrics
+from .classifier import train_classifier
+from .configs import ClassifierConfig, GANConfig, get_config
+from .data import load_images, random_batches
+from .models import (ACGANDiscriminator, ConcatDiscriminator, DCGANDiscriminator, Generator, MLPDiscriminator,
+                     MLPGenerator, ProjectionDiscriminator, dcgan_init)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------------------------- building blocks
+
+def build_models(cfg: GANConfig) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """Generator, discriminator and the generator's constructor arguments (what a shipped file records)."""
+    n_classes = 10 if cfg.conditional else 0
+    if cfg.model == "mlp":
+        g_kwargs = {"z_dim": cfg.z_dim}
+        return MLPGenerator(**g_kwargs), MLPDiscriminator(), g_kwargs
+    g_kwargs = {"z_dim": cfg.z_dim, "n_classes": n_classes, "ch": cfg.ch}
+    G = Generator(**g_kwargs)
+    D = {"dcgan": lambda: DCGANDiscriminator(ch=cfg.ch),
+         "concat": lambda: ConcatDiscriminator(ch=cfg.ch),
+         "acgan": lambda: ACGANDiscriminator(ch=cfg.ch),
+         "projection": lambda: ProjectionDiscriminator(ch=cfg.ch)}[cfg.model]()
+    G.apply(dcgan_init)
+    if cfg.model != "projection":  # spectral norm has its own scale; DCGAN init is for the others
+        D.apply(dcgan_init)
+    return G, D, g_kwargs
+
+
+def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DiffAugment (Zhao et al., 2020) for grey images: random translation by up to 1/8 and a random cutout of 1/2.
+
+    Differentiable, applied to real and fake images alike, so D cannot tell them apart by the augmentation.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    shift = (torch.randint(-(h // 8), h // 8 + 1, (n, 2), generator=generator)).to(dev)
+    theta = torch.zeros(n, 2, 3, device=dev, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = shift.to(x.dtype) * 2 / torch.tensor([w, h], device=dev, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+    cy, cx = (torch.randint(0, h, (n,), generator=generator).to(dev), torch.randint(0, w, (n,), generator=generator).to(dev))
+    ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    inside = (((ys[None, :, None] - cy[:, None, None]).abs() < h // 4)
+              & ((xs[None, None, :] - cx[:, None, None]).abs() < w // 4))
+    return x.masked_fill(inside[:, None], -1.0)  # -1 is black in [-1, 1]
+
+
+def ema_avg_fn(decay: float):
+    """EMA update with warm-up: the weight of the newest generator is ``max(1 - decay, 1 / (n + 1))``.
+
+    Early in training a plain EMA would still be mostly the random initialisation; the warm-up makes it the
+    running mean of the first ``1 / (1 - decay)`` generators, then a true exponential average.
+    """
+    def avg(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        weight = torch.clamp(1.0 / (num_averaged + 1), min=1.0 - decay)
+        return averaged + (current - averaged) * weight.to(averaged.dtype)
+    return avg
+
+
+def d_loss_fn(cfg: GANConfig, D, real, fake, labels, fake_labels) -> torch.Tensor:
+    """The discriminator's loss for one batch of real and (detached) fake images."""
+    if cfg.model == "acgan":
+        (r, r_cls), (f, f_cls) = D(real), D(fake)
+        return (losses.bce_d_loss(r, f)
+                + cfg.acgan_weight * (F.cross_entropy(r_cls, labels) + F.cross_entropy(f_cls, fake_labels)))
+    return losses.D_LOSSES[cfg.loss](D(real, labels), D(fake, fake_labels))
+
+
+def g_loss_fn(cfg: GANConfig, D, fake, fake_labels) -> torch.Tensor:
+    """The generator's loss through a fresh discriminator pass on its images."""
+    if cfg.model == "acgan":
+        f, f_cls = D(fake)
+        return losses.nonsaturating_g_loss(f) + cfg.acgan_weight * F.cross_entropy(f_cls, fake_labels)
+    return losses.G_LOSSES[cfg.loss](D(fake, fake_labels))
+
+
+def gan_step(cfg: GANConfig, G, D, opt_g, opt_d, real, labels, z, fake_labels, autocast=contextlib.nullcontext,
+             scaler=None, augment=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One GAN step: update D on real vs detached fakes, then G through D. Returns the two losses (tensors)."""
+    aug = augment or (lambda t: t)
+    with autocast():
+        fake = G(z, fake_labels if cfg.conditional else None)
+        d_loss = d_loss_fn(cfg, D, aug(real), aug(fake.detach()), labels, fake_labels)
+    opt_d.zero_grad(set_to_none=True)
+    _backward_step(d_loss, opt_d, scaler)
+    with autocast():
+        g_loss = g_loss_fn(cfg, D, aug(fake), fake_labels)
+    opt_g.zero_grad(set_to_none=True)
+    _backward_step(g_loss, opt_g, scaler)
+    return d_loss.detach(), g_loss.detach()
+
+
+def _backward_step(loss, opt, scaler):
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; a clear error for an unavailable CUDA request."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return device
+
+
+def hardware(device: str) -> str:
+    """A one-line description of where a run happened."""
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+# -------------------------------------------------------------------------------------------------- checkpoints
+
+CKPT_PATTERN = re.compile(r"step_(\d+)\.pt$")
+
+
+def checkpoints_in(out: Path) -> list[Path]:
+    """Training checkpoints in ``out/checkpoints``, newest first."""
+    files = [p for p in (out / "checkpoints").glob("step_*.pt") if CKPT_PATTERN.search(p.name)]
+    return sorted(files, key=lambda p: int(CKPT_PATTERN.search(p.name).group(1)), reverse=True)
+
+
+def load_latest_checkpoint(out: Path) -> dict | None:
+    """The newest readable checkpoint; a corrupt one is reported and skipped in favour of the one before."""
+    for path in checkpoints_in(out):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            print(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); trying the previous one",
+                  file=sys.stderr)
+    return None
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+# ----------------------------------------------------------------------------------------------------- the loop
+
+def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = None, resume: bool = False,
+              progress: bool = True, keep_checkpoints: int = 3, nan_at_step: int | None = None) -> dict:
+    """Train ``cfg``; returns ``{"model": EMA (or plain) generator, "g_kwargs", "steps", "wall_time_s", "history"}``.
+
+    ``nan_at_step`` poisons the discriminator loss at that step: it exists to test the NaN guard.
+    """
+    cfg.validate()
+    device = resolve_device(device)
+    out = Path(out or Path("runs") / cfg.name)
+    torch.manual_seed(cfg.seed)
+    G, D, g_kwargs = build_models(cfg)
+    G, D = G.to(device), D.to(device)
+    if cfg.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    scale = cfg.batch_size / 64 if cfg.lr_scale_with_batch else 1.0
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g * scale, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * scale, betas=cfg.betas)
+    ema = AveragedModel(G, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
+
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    autocast = (lambda: torch.autocast(device.split(":")[0], dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(device.split(":")[0]) if cfg.amp == "fp16" else None
+    step_G, step_D = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+
+    data = load_images(cfg.dataset, "train")
+    images = (data.images * 2 - 1).to(device)  # the whole dataset lives on the device: no loader in the loop
+    labels_all = data.labels.to(device)
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 2)
+
+    start, history, wall_before = 0, [], 0.0
+    if resume:
+        state = load_latest_checkpoint(out)
+        if state is None:
+            print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0", file=sys.stderr)
+        else:
+            if state["config"] != _jsonable(cfg.to_dict()):
+                raise ValueError(f"--resume: the checkpoint in {out} was written with a different config; "
+                                 f"use the same options or another --out")
+            G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
+            opt_g.load_state_dict(state["opt_g"]), opt_d.load_state_dict(state["opt_d"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            for gen, key in ((data_gen, "data"), (noise_gen, "noise"), (aug_gen, "aug")):
+                gen.set_state(state["generators"][key])
+            torch.set_rng_state(state["rng"]["torch"])
+            start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
+            print(f"resumed {cfg.name} from step {start}")
+    # the data order is a function of the data generator's state, so a resumed run sees the same batches
+    batches = random_batches(images, labels_all, cfg.batch_size, data_gen)
+    augment = (lambda t: diff_augment(t, aug_gen)) if cfg.diffaugment else None
+
+    writer = _summary_writer(out / "tb")
+    eval_classifier = _maybe_classifier(cfg) if cfg.conditional else None
+    G.train(), D.train()
+    t0, seen = time.perf_counter(), 0
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
+    for step in bar:
+        real, labels = next(batches)
+        if cfg.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise_gen).to(device)
+        fake_labels = torch.randint(0, 10, (cfg.batch_size,), generator=noise_gen).to(device)
+        d_loss, g_loss = gan_step(cfg, step_G, step_D, opt_g, opt_d, real, labels, z, fake_labels, autocast, scaler,
+                                  augment)
+        if nan_at_step is not None and step == nan_at_step:
+            d_loss = d_loss * float("nan")
+        if ema is not None:
+            ema.update_parameters(G)
+        seen += cfg.batch_size
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            d_val, g_val = d_loss.item(), g_loss.item()
+            if not (math.isfinite(d_val) and math.isfinite(g_val)):
+                raise NonFiniteLossError(
+                    f"{cfg.name}: non-finite loss at step {step + 1} (D {d_val}, G {g_val}); training stopped. "
+                    f"The last good checkpoint in {out / 'checkpoints'} is intact: lower the learning rates or "
+                    f"disable mixed precision, then --resume.")
+            rate = seen / (time.perf_counter() - t0)
+            history.append({"step": step + 1, "d_loss": round(d_val, 4), "g_loss": round(g_val, 4)})
+            bar.set_postfix(D=f"{d_val:.3f}", G=f"{g_val:.3f}", img_s=f"{rate:.0f}")
+            writer.add_scalar("loss/D", d_val, step + 1)
+            writer.add_scalar("loss/G", g_val, step + 1)
+            writer.add_scalar("images_per_s", rate, step + 1)
+        elif not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
+            raise NonFiniteLossError(f"{cfg.name}: non-finite loss at step {step + 1}; training stopped. The last good "
+                                     f"checkpoint in {out / 'checkpoints'} is intact.")
+        if eval_classifier is not None and (step + 1) % cfg.eval_every == 0:
+            acc = _quick_condition_accuracy(ema.module if ema is not None else G, eval_classifier, cfg)
+            history[-1]["condition_accuracy"] = round(acc, 4)
+            writer.add_scalar("eval/condition_accuracy", acc, step + 1)
+            writer.add_image("samples", _sample_grid(ema.module if ema is not None else G, cfg), step + 1)
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            _save_training_checkpoint(out, cfg, step + 1, G, D, opt_g, opt_d, ema, history,
+                                      wall_before + time.perf_counter() - t0, data_gen, noise_gen, aug_gen,
+                                      keep_checkpoints)
+    bar.close()
+    writer.close()
+    final = (ema.module if ema is not None else G).float().eval()
+    if cfg.channels_last:
+        final = final.to(memory_format=torch.contiguous_format)
+    return {"model": final.cpu(), "g_kwargs": g_kwargs, "steps": cfg.steps,
+            "wall_time_s": round(wall_before + time.perf_counter() - t0, 1), "history": history, "device": device}
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d))
+
+
+def _save_training_checkpoint(out, cfg, step, G, D, opt_g, opt_d, ema, history, wall, data_gen, noise_gen, aug_gen,
+                              keep):
+    state = {"step": step, "config": _jsonable(cfg.to_dict()), "G": G.state_dict(), "D": D.state_dict(),
+             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict() if ema else {},
+             "history": json.dumps(history), "wall_time_s": wall, "rng": _rng_state(),
+             "generators": {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "aug": aug_gen.get_state()}}
+    hub.atomic_save(state, out / "checkpoints" / f"step_{step:07d}.pt")
+    for old in checkpoints_in(out)[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def _summary_writer(path: Path):
+    from torch.utils.tensorboard import SummaryWriter  # the real import path (not `from tensorboard import ...`)
+    return SummaryWriter(str(path))
+
+
+def _maybe_classifier(cfg: GANConfig):
+    try:
+        return hub.load_pretrained(metrics.CLASSIFIER_FOR[cfg.dataset])
+    except (ValueError, hub.CheckpointError):
+        return None  # no shipped classifier yet: skip evaluation during training
+
+
+@torch.no_grad()
+def _quick_condition_accuracy(G, classifier, cfg: GANConfig) -> float:
+    was = G.training
+    G.eval()
+    labels = torch.arange(10).repeat_interleave(max(1, cfg.eval_samples // 10))
+    acc = metrics.condition_accuracy(classifier, G.generate(labels, seed=12345).float().cpu(), labels)
+    G.train(was)
+    return acc
+
+
+@torch.no_grad()
+def _sample_grid(G, cfg: GANConfig) -> torch.Tensor:
+    from torchvision.utils import make_grid
+    was = G.training
+    G.eval()
+    imgs = G.generate(torch.arange(10).repeat_interleave(8), seed=0).float().cpu()
+    G.train(was)
+    return make_grid(imgs, nrow=8)
+
+
+# ------------------------------------------------------------------------------------------------- the command
+
+def run_config(name: str, device: str = "auto", out: str | Path | None = None, resume: bool = False,
+               progress: bool = True, ship: bool = False, command: str | None = None, evaluate: bool = True,
+               **overrides) -> dict:
+    """Train the named config (a GAN or a classifier), measure it, and optionally ship it into the package."""
+    cfg = get_config(name, **overrides)
+    device = resolve_device(device)
+    out = Path(out or Path("runs") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if isinstance(cfg, ClassifierConfig):
+        model, measured = train_classifier(cfg, device=device, progress=progress)
+        kwargs, steps, wall, history = {}, cfg.epochs * (60000 // cfg.batch_size), round(time.perf_counter() - t0, 1), []
+    else:
+        result = train_gan(cfg, device=device, out=out, resume=resume, progress=progress)
+        model, kwargs, steps, wall, history = (result["model"], result["g_kwargs"], result["steps"],
+                                               result["wall_time_s"], result["history"])
+        measured = metrics.evaluate_generator(model, cfg.dataset) if evaluate and _has_classifier(cfg) else {}
+    payload = hub.model_payload(model, kwargs, name)
+    hub.atomic_save(payload, out / f"{name}.pt")
+    entry = {"file": f"{name}.pt", "kind": payload["kind"],
+             "command": command or f"python -m condgan_lib.train --config {name}",
+             "config": _jsonable(cfg.to_dict()), "steps": steps, "wall_time_s": wall,
+             "hardware": hardware(device), "metrics": measured,
+             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    if ship:
+        entry["sha256"] = ship_checkpoint(out / f"{name}.pt", name, entry)
+    else:
+        entry["sha256"] = hub.sha256_of(out / f"{name}.pt")
+    (out / "manifest_entry.json").write_text(json.dumps(entry, indent=2))
+    return {"model": model, "entry": entry, "history": history}
+
+
+def _has_classifier(cfg: GANConfig) -> bool:
+    return metrics.CLASSIFIER_FOR[cfg.dataset] in hub.list_pretrained()
+
+
+def ship_checkpoint(path: Path, name: str, entry: dict) -> str:
+    """Copy a finished model into ``condgan_lib/checkpoints`` and record it in the manifest; returns its SHA-256."""
+    target = hub.CHECKPOINT_DIR / f"{name}.pt"
+    hub.atomic_save(torch.load(path, map_location="cpu", weights_only=True), target)
+    entry["sha256"] = hub.sha256_of(target)
+    manifest = hub.read_manifest()
+    manifest[name] = entry
+    hub.atomic_write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n", hub.CHECKPOINT_DIR / hub.MANIFEST)
+    return entry["sha256"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m condgan_lib.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="a name from condgan_lib.configs.CONFIGS")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--steps", type=int, help="override the number of steps")
+    parser.add_argument("--batch-size", type=int, help="override the batch size")
+    parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], help="autocast precision")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--diffaugment", action="store_true", help="apply DiffAugment")
+    parser.add_argument("--out", help="run folder (default runs/NAME)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--ship", action="store_true", help="copy the result into condgan_lib/checkpoints")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                                   "amp": args.amp}.items() if v is not None}
+    if args.compile:
+        overrides["compile"] = True
+    if args.diffaugment:
+        overrides["diffaugment"] = True
+    command = "python -m condgan_lib.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        result = run_config(args.config, device=args.device, out=args.out, resume=args.resume,
+                            progress=not args.no_progress, ship=args.ship, command=command, **overrides)
+    except (KeyError, ValueError, NonFiniteLossError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    entry = result["entry"]
+    print(json.dumps({k: entry[k] for k in ("steps", "wall_time_s", "hardware", "metrics", "sha256")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(torch.get_num_threads())
+    sys.exit(main())

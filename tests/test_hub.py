@@ -1,0 +1,90 @@
+"""condgan_lib.hub: shipped checkpoints load through their manifest, and every way a file can be bad is reported."""
+import json
+import shutil
+
+import pytest
+import torch
+
+import condgan_lib
+from condgan_lib import hub
+from condgan_lib.models import Generator
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A checkpoint folder with one small conditional generator and its manifest entry."""
+    torch.manual_seed(0)
+    model = Generator(z_dim=8, n_classes=10, ch=4)
+    hub.atomic_save(hub.model_payload(model, {"z_dim": 8, "n_classes": 10, "ch": 4}, "tiny"), tmp_path / "tiny.pt")
+    entry = {"file": "tiny.pt", "sha256": hub.sha256_of(tmp_path / "tiny.pt"),
+             "command": "python -m condgan_lib.train --config tiny --ship"}
+    (tmp_path / hub.MANIFEST).write_text(json.dumps({"tiny": entry}))
+    return tmp_path, model
+
+
+def test_round_trip_gives_the_same_images(shipped):
+    folder, model = shipped
+    loaded = hub.load_pretrained("tiny", directory=folder)
+    labels = torch.tensor([0, 3, 9])
+    assert torch.equal(loaded.generate(labels, seed=1), model.eval().generate(labels, seed=1))
+
+
+def test_unknown_name_lists_the_known_names(shipped):
+    folder, _ = shipped
+    with pytest.raises(ValueError, match="known names: tiny"):
+        hub.load_pretrained("tinny", directory=folder)
+
+
+def test_missing_file_says_how_to_recreate_it(shipped):
+    folder, _ = shipped
+    (folder / "tiny.pt").unlink()
+    with pytest.raises(hub.CheckpointError, match="missing.*--config tiny"):
+        hub.load_pretrained("tiny", directory=folder)
+
+
+def test_truncated_file_is_caught_by_its_checksum(shipped):
+    folder, _ = shipped
+    data = (folder / "tiny.pt").read_bytes()
+    (folder / "tiny.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(hub.CheckpointError, match="corrupt or stale"):
+        hub.load_pretrained("tiny", directory=folder)
+
+
+def test_unreadable_file_with_matching_checksum_is_reported(shipped):
+    folder, _ = shipped
+    (folder / "tiny.pt").write_bytes(b"not a checkpoint")
+    manifest = json.loads((folder / hub.MANIFEST).read_text())
+    manifest["tiny"]["sha256"] = hub.sha256_of(folder / "tiny.pt")
+    (folder / hub.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(hub.CheckpointError, match="cannot be read"):
+        hub.load_pretrained("tiny", directory=folder)
+
+
+def test_atomic_save_leaves_no_partial_file_on_failure(tmp_path):
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    (tmp_path / "x.pt").write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="boom"):
+        hub.atomic_save({"bad": Unpicklable()}, tmp_path / "x.pt")
+    assert (tmp_path / "x.pt").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_every_shipped_checkpoint_matches_its_manifest():
+    manifest = hub.read_manifest()
+    assert manifest, "the package ships no checkpoints"
+    for name, entry in manifest.items():
+        assert hub.sha256_of(hub.CHECKPOINT_DIR / entry["file"]) == entry["sha256"], name
+        for key in ("command", "config", "steps", "wall_time_s", "hardware", "metrics", "created"):
+            assert key in entry, f"{name}: manifest entry lacks {key!r}"
+        assert entry["command"].startswith("python -m condgan_lib.train --config " + name), name
+        model = condgan_lib.load_pretrained(name)
+        assert not model.training
+
+
+def test_train_or_load_loads_a_shipped_model(capsys):
+    model = condgan_lib.train_or_load("mnist-classifier")
+    assert "loaded shipped checkpoint" in capsys.readouterr().out
+    assert model.head.out_features == 10
