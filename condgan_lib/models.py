@@ -44,6 +44,13 @@ def check_labels(labels, n_classes: int) -> torch.Tensor:
     return labels.long()
 
 
+def check_count(n) -> int:
+    """A positive sample count, or a ValueError (unconditional generators take a count, not labels)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"this generator is unconditional: pass a positive count, not {n!r}")
+    return n
+
+
 class MLPGenerator(nn.Module):
     """A fully connected generator: ``z`` -> 784 pixels in [-1, 1], reshaped to ``[N, 1, 28, 28]``."""
 
@@ -62,7 +69,7 @@ class MLPGenerator(nn.Module):
     def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
         """``n`` images in [0, 1], reproducible for a given ``seed``."""
         device = next(self.parameters()).device
-        return (self(_noise(n, self.z_dim, seed, device)) + 1) / 2
+        return (self(_noise(check_count(n), self.z_dim, seed, device)) + 1) / 2
 
 
 class MLPDiscriminator(nn.Module):
@@ -138,9 +145,7 @@ class Generator(nn.Module):
             z = _noise(len(labels), self.z_dim, seed, device, truncation)
             out = self(z, labels.to(device))
         else:
-            if not isinstance(labels_or_n, int) or labels_or_n < 1:
-                raise ValueError(f"this generator is unconditional: pass a positive count, not {labels_or_n!r}")
-            out = self(_noise(labels_or_n, self.z_dim, seed, device, truncation))
+            out = self(_noise(check_count(labels_or_n), self.z_dim, seed, device, truncation))
         return (out.float() + 1) / 2
 
 
@@ -207,13 +212,18 @@ class ACGANDiscriminator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """Projection discriminator (Miyato & Koyama): ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``, spectrally normalised."""
+    """Projection discriminator (Miyato & Koyama): ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``, spectrally normalised.
+
+    ``phi`` is a global sum over a ``[4ch, 4, 4]`` feature map: a third convolution gives every feature a receptive
+    field that covers the whole digit, because the class of a digit is a property of its whole shape.
+    """
 
     def __init__(self, n_classes: int = 10, ch: int = 64, in_channels: int = 1):
         super().__init__()
-        self.trunk = _trunk(in_channels, ch, sn=True, batch_norm=False)
-        self.head = spectral_norm(nn.Linear(2 * ch, 1))
-        self.embed = spectral_norm(nn.Embedding(n_classes, 2 * ch))
+        self.trunk = nn.Sequential(_trunk(in_channels, ch, sn=True, batch_norm=False),
+                                   spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
+        self.head = spectral_norm(nn.Linear(4 * ch, 1))
+        self.embed = spectral_norm(nn.Embedding(n_classes, 4 * ch))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         phi = self.trunk(x).sum(dim=(2, 3))  # global sum pooling, as in the paper

@@ -218,7 +218,7 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
         if state is None:
             print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0", file=sys.stderr)
         else:
-            if state["config"] != _jsonable(cfg.to_dict()):
+            if _recipe(state["config"]) != _recipe(_jsonable(cfg.to_dict())):
                 raise ValueError(f"--resume: the checkpoint in {out} was written with a different config; "
                                  f"use the same options or another --out")
             G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
@@ -282,12 +282,21 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
     final = (ema.module if ema is not None else G).float().eval()
     if cfg.channels_last:
         final = final.to(memory_format=torch.contiguous_format)
-    return {"model": final.cpu(), "g_kwargs": g_kwargs, "steps": cfg.steps,
+    raw = G.float().eval().to(memory_format=torch.contiguous_format).cpu()
+    return {"model": final.cpu(), "raw_model": raw, "g_kwargs": g_kwargs, "steps": cfg.steps,
             "wall_time_s": round(wall_before + time.perf_counter() - t0, 1), "history": history, "device": device}
 
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d))
+
+
+RESUMABLE_CHANGES = ("steps", "log_every", "ckpt_every", "eval_every", "eval_samples", "compile", "export_raw_generator")
+
+
+def _recipe(config: dict) -> dict:
+    """The part of a config a resumed run must share with the checkpoint (a run may be extended, not changed)."""
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
 def _save_training_checkpoint(out, cfg, step, G, D, opt_g, opt_d, ema, history, wall, data_gen, noise_gen, aug_gen,
@@ -352,19 +361,24 @@ def run_config(name: str, device: str = "auto", out: str | Path | None = None, r
         model, kwargs, steps, wall, history = (result["model"], result["g_kwargs"], result["steps"],
                                                result["wall_time_s"], result["history"])
         measured = metrics.evaluate_generator(model, cfg.dataset) if evaluate and _has_classifier(cfg) else {}
-    payload = hub.model_payload(model, kwargs, name)
-    hub.atomic_save(payload, out / f"{name}.pt")
-    entry = {"file": f"{name}.pt", "kind": payload["kind"],
+    entry = {"file": f"{name}.pt", "kind": type(model).__name__,
              "command": command or f"python -m condgan_lib.train --config {name}",
              "config": _jsonable(cfg.to_dict()), "steps": steps, "wall_time_s": wall,
              "hardware": hardware(device), "metrics": measured,
              "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     (out / "history.json").write_text(json.dumps(history, indent=1))
-    if ship:
-        entry["sha256"] = ship_checkpoint(out / f"{name}.pt", name, entry)
-    else:
-        entry["sha256"] = hub.sha256_of(out / f"{name}.pt")
-    (out / "manifest_entry.json").write_text(json.dumps(entry, indent=2))
+    exports = [(name, model, entry)]
+    if getattr(cfg, "export_raw_generator", False):
+        raw = result["raw_model"]
+        raw_metrics = metrics.evaluate_generator(raw, cfg.dataset) if entry["metrics"] else {}
+        exports.append((f"{name}-raw", raw, {**entry, "metrics": raw_metrics,
+                                            "note": f"the generator of {name} without EMA (same run)"}))
+    for export_name, export_model, export_entry in exports:
+        path = out / f"{export_name}.pt"
+        hub.atomic_save(hub.model_payload(export_model, kwargs, export_name), path)
+        export_entry["file"] = path.name
+        export_entry["sha256"] = ship_checkpoint(path, export_name, export_entry) if ship else hub.sha256_of(path)
+        (out / f"{export_name}.manifest_entry.json").write_text(json.dumps(export_entry, indent=2))
     return {"model": model, "entry": entry, "history": history}
 
 
@@ -383,6 +397,32 @@ def ship_checkpoint(path: Path, name: str, entry: dict) -> str:
     return entry["sha256"]
 
 
+def parse_overrides(name: str, pairs: list[str]) -> dict:
+    """``["ch=16", "betas=0.5,0.999"]`` -> typed overrides for config ``name``; clear errors for bad pairs."""
+    from .configs import CONFIGS
+    if name not in CONFIGS:
+        raise KeyError(f"unknown config {name!r}; known configs: {', '.join(sorted(CONFIGS))}")
+    fields = {f.name: type(getattr(CONFIGS[name], f.name)) for f in dataclasses.fields(CONFIGS[name])}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
+        kind = fields[key]
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = value.lower() in ("true", "1")
+            elif kind is tuple:
+                out[key] = tuple(float(v) for v in value.split(","))
+            else:
+                out[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--set {pair!r}: {value!r} is not a valid {kind.__name__}") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m condgan_lib.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="a name from condgan_lib.configs.CONFIGS")
@@ -397,9 +437,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--ship", action="store_true", help="copy the result into condgan_lib/checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any config field, e.g. --set ch=16 --set ckpt_every=100")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                                   "amp": args.amp}.items() if v is not None}
+    try:
+        overrides = parse_overrides(args.config, args.set)
+    except (KeyError, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    overrides.update({k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                                        "amp": args.amp}.items() if v is not None})
     if args.compile:
         overrides["compile"] = True
     if args.diffaugment:

@@ -79,7 +79,7 @@ def test_every_shipped_checkpoint_matches_its_manifest():
         assert hub.sha256_of(hub.CHECKPOINT_DIR / entry["file"]) == entry["sha256"], name
         for key in ("command", "config", "steps", "wall_time_s", "hardware", "metrics", "created"):
             assert key in entry, f"{name}: manifest entry lacks {key!r}"
-        assert entry["command"].startswith("python -m condgan_lib.train --config " + name), name
+        assert entry["command"].startswith("python -m condgan_lib.train --config " + entry["config"]["name"]), name
         model = condgan_lib.load_pretrained(name)
         assert not model.training
 

@@ -1,0 +1,67 @@
+"""Print the metrics of a shipped generator beside the real-data floor.
+
+    python -m condgan_lib.evaluate mnist-projection [--n 2000] [--check]
+
+``--check`` re-computes the metrics recorded in the manifest and exits with status 1 when any differs by more
+than ``TOLERANCE`` (the same samples, seeds and classifier are used, so on the same software they agree exactly;
+the tolerance absorbs differences between CPU kernels).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import hub, metrics
+
+TOLERANCE = {"fid": 0.5, "kid": 0.05, "precision": 0.01, "recall": 0.01, "condition_accuracy": 0.005,
+             "min_class_recall": 0.02}
+
+
+def generator_names() -> list[str]:
+    """Shipped checkpoints that are generators (not classifiers)."""
+    return [n for n, e in hub.read_manifest().items() if e["kind"] != "DomainClassifier"]
+
+
+def recompute(name: str) -> dict:
+    """The manifest's metrics of generator ``name``, computed again with the manifest's sample size."""
+    entry = hub.read_manifest()[name]
+    n = entry["metrics"].get("n", 2000)
+    return metrics.evaluate_generator(hub.load_pretrained(name), entry["config"]["dataset"], n=n)
+
+
+def compare(recorded: dict, measured: dict) -> list[str]:
+    """Lines describing every metric that moved by more than its tolerance (empty when all reproduce)."""
+    return [f"{k}: manifest {recorded[k]} vs now {measured.get(k)} (tolerance {tol})"
+            for k, tol in TOLERANCE.items() if k in recorded and (k not in measured or abs(recorded[k] - measured[k]) > tol)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m condgan_lib.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help=f"a shipped generator: {', '.join(generator_names()) or 'none shipped'}")
+    parser.add_argument("--n", type=int, default=None, help="sample size (default: the manifest's)")
+    parser.add_argument("--check", action="store_true", help="fail when the manifest's metrics do not reproduce")
+    args = parser.parse_args(argv)
+    if args.name not in generator_names():
+        print(f"error: {args.name!r} is not a shipped generator; choose one of {', '.join(generator_names())}",
+              file=sys.stderr)
+        return 2
+    entry = hub.read_manifest()[args.name]
+    dataset = entry["config"]["dataset"]
+    n = args.n or entry["metrics"].get("n", 2000)
+    measured = metrics.evaluate_generator(hub.load_pretrained(args.name), dataset, n=n)
+    floor = metrics.real_floor(dataset, n=n)
+    print(f"{args.name} ({dataset}, n={n} samples vs {n} real test images)")
+    print(f"{'metric':20s} {'generator':>10s} {'real floor':>10s}")
+    for key in measured:
+        if key != "n":
+            print(f"{key:20s} {measured[key]:10.4f} {floor.get(key, float('nan')):10.4f}")
+    if args.check:
+        problems = compare(entry["metrics"], measured)
+        print(json.dumps({"reproduces": not problems, "problems": problems}, indent=1))
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

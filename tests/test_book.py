@@ -1,0 +1,61 @@
+"""The book's structure: every notebook starts with the Colab setup cell, and it names the repository of _config.yml."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "book/ holds no notebooks"
+
+
+def test_config_names_one_repository_and_branch():
+    repo = CONFIG["repository"]
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", repo["url"])
+    assert repo["branch"]
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert CONFIG["execute"]["execute_notebooks"] == "off"  # stored outputs; nbval proves they are fresh
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_with_the_hidden_colab_setup_cell(path):
+    cells = json.loads(path.read_text())["cells"]
+    first = cells[0]
+    source = "".join(first["source"])
+    assert first["cell_type"] == "code"
+    assert "hide-cell" in first.get("metadata", {}).get("tags", []) or "remove-cell" in first["metadata"].get("tags", [])
+    assert 'if "google.colab" in sys.modules' in source
+    expected = f"condgan_lib @ git+{CONFIG['repository']['url']}@{CONFIG['repository']['branch']}"
+    assert expected in source, f"{path.name}: setup cell does not install from {expected}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_executed_with_no_errors(path):
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert all(c.get("execution_count") is not None for c in code[1:]), f"{path.name} has unexecuted cells"
+    assert not [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def test_toc_lists_every_notebook_and_only_existing_files():
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = set(re.findall(r"file:\s*(\S+)", toc))
+    for nb in NOTEBOOKS:
+        assert f"book/{nb.stem}" in listed, f"{nb.name} is not in _toc.yml"
+    for entry in listed:
+        assert (ROOT / f"{entry}.ipynb").exists() or (ROOT / f"{entry}.md").exists(), entry
+
+
+def test_every_cited_key_is_in_the_bibliography():
+    bib = set(re.findall(r"@\w+\{([^,]+),", (ROOT / "references.bib").read_text()))
+    cited = set()
+    for page in [*NOTEBOOKS, *(ROOT / "book").glob("*.md")]:
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited <= bib, f"cited but missing from references.bib: {sorted(cited - bib)}"
