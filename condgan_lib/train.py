@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--ship", action="store_true", help="copy the result into condgan_lib/checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field, e.g. --set ch=16 --set ckpt_every=100")
     args = parser.parse_args(argv)
@@ -451,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["compile"] = True
     if args.diffaugment:
         overrides["diffaugment"] = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
     command = "python -m condgan_lib.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         result = run_config(args.config, device=args.device, out=args.out, resume=args.resume,
@@ -464,5 +467,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(torch.get_num_threads())
     sys.exit(main())
