@@ -52,7 +52,7 @@ def train_classifier(cfg, device: str = "cpu", progress: bool = True) -> tuple[D
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps = cfg.epochs * (len(train.images) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr * 3, total_steps=steps)
-    batches = random_batches(train.images, train.labels, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    batches = random_batches(train.images, train.labels, cfg.batch_size, seed=cfg.seed)
     model.train()
     bar = tqdm(range(steps), desc=cfg.name, disable=not progress)
     for step in bar:

@@ -145,12 +145,24 @@ def load_fashion_mnist(split: str = "train") -> ImageSet:
     return load_images("fashion-mnist", split)
 
 
-def random_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                   generator: torch.Generator | None = None):
-    """Endless shuffled mini-batches drawn from in-memory tensors (one fresh permutation per epoch)."""
+def random_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int = 0,
+                   start_step: int = 0):
+    """Endless shuffled mini-batches from in-memory tensors, one fresh permutation per epoch.
+
+    The permutations are drawn in turn from one generator seeded with ``seed``, so the batch at any step is a
+    function of ``(seed, step)`` alone: a run resumed at ``start_step`` sees exactly the batches it would have seen.
+    """
     n = images.shape[0]
+    per_epoch = n // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n} images")
+    generator = torch.Generator().manual_seed(seed)
+    epoch, offset = divmod(start_step, per_epoch)
+    for _ in range(epoch):  # replay the permutations of the epochs already done
+        torch.randperm(n, generator=generator)
     while True:
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
+        for b in range(offset, per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size].to(images.device)
             yield images[idx], labels[idx]
+        offset = 0

@@ -208,7 +208,6 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
     data = load_images(cfg.dataset, "train")
     images = (data.images * 2 - 1).to(device)  # the whole dataset lives on the device: no loader in the loop
     labels_all = data.labels.to(device)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 2)
 
@@ -225,13 +224,13 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
             opt_g.load_state_dict(state["opt_g"]), opt_d.load_state_dict(state["opt_d"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
-            for gen, key in ((data_gen, "data"), (noise_gen, "noise"), (aug_gen, "aug")):
+            for gen, key in ((noise_gen, "noise"), (aug_gen, "aug")):
                 gen.set_state(state["generators"][key])
             torch.set_rng_state(state["rng"]["torch"])
             start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
             print(f"resumed {cfg.name} from step {start}")
-    # the data order is a function of the data generator's state, so a resumed run sees the same batches
-    batches = random_batches(images, labels_all, cfg.batch_size, data_gen)
+    # the batch at each step is a function of (seed, step), so a resumed run sees the same batches
+    batches = random_batches(images, labels_all, cfg.batch_size, seed=cfg.seed, start_step=start)
     augment = (lambda t: diff_augment(t, aug_gen)) if cfg.diffaugment else None
 
     writer = _summary_writer(out / "tb")
@@ -275,7 +274,7 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
             writer.add_image("samples", _sample_grid(ema.module if ema is not None else G, cfg), step + 1)
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             _save_training_checkpoint(out, cfg, step + 1, G, D, opt_g, opt_d, ema, history,
-                                      wall_before + time.perf_counter() - t0, data_gen, noise_gen, aug_gen,
+                                      wall_before + time.perf_counter() - t0, noise_gen, aug_gen,
                                       keep_checkpoints)
     bar.close()
     writer.close()
@@ -299,12 +298,11 @@ def _recipe(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
-def _save_training_checkpoint(out, cfg, step, G, D, opt_g, opt_d, ema, history, wall, data_gen, noise_gen, aug_gen,
-                              keep):
+def _save_training_checkpoint(out, cfg, step, G, D, opt_g, opt_d, ema, history, wall, noise_gen, aug_gen, keep):
     state = {"step": step, "config": _jsonable(cfg.to_dict()), "G": G.state_dict(), "D": D.state_dict(),
              "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict() if ema else {},
              "history": json.dumps(history), "wall_time_s": wall, "rng": _rng_state(),
-             "generators": {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "aug": aug_gen.get_state()}}
+             "generators": {"noise": noise_gen.get_state(), "aug": aug_gen.get_state()}}
     hub.atomic_save(state, out / "checkpoints" / f"step_{step:07d}.pt")
     for old in checkpoints_in(out)[keep:]:
         old.unlink(missing_ok=True)

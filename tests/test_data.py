@@ -31,15 +31,17 @@ def _fake_mirror(tmp_path: Path, name: str) -> Path:
 
 
 def test_mirror_loads_mnist_as_float_tensors(fresh):
-    mirror = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+    import os
+    mirror = Path(os.environ.get(data.MIRROR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "datasets")
     if not mirror.exists():
         pytest.skip("the offline mirror ../shared/datasets is not beside the project")
-    import os
+    saved = os.environ.get(data.MIRROR_ENV)
     os.environ[data.MIRROR_ENV] = str(mirror)
     try:
         test = data.load_mnist("test")
     finally:
-        del os.environ[data.MIRROR_ENV]
+        if saved is None:
+            del os.environ[data.MIRROR_ENV]
     assert test.images.shape == (10000, 1, 28, 28)
     assert test.images.dtype == torch.float32
     assert 0.0 <= test.images.min() and test.images.max() <= 1.0
@@ -85,6 +87,14 @@ def test_bad_split_and_unknown_dataset_are_rejected(fresh):
 
 def test_random_batches_cover_each_epoch_exactly_once():
     images, labels = torch.arange(10).float().view(10, 1, 1, 1), torch.arange(10)
-    batches = data.random_batches(images, labels, 5, torch.Generator().manual_seed(0))
+    batches = data.random_batches(images, labels, 5, seed=0)
     seen = torch.cat([next(batches)[1] for _ in range(2)])
     assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_random_batches_resume_at_any_step():
+    images, labels = torch.arange(30).float().view(30, 1, 1, 1), torch.arange(30)
+    full = data.random_batches(images, labels, 4, seed=3)
+    expected = [next(full)[1].tolist() for _ in range(12)]  # crosses two epoch boundaries (7 batches per epoch)
+    resumed = data.random_batches(images, labels, 4, seed=3, start_step=5)
+    assert [next(resumed)[1].tolist() for _ in range(7)] == expected[5:]
