@@ -65,6 +65,9 @@ def kernel_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torc
 
 def _knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    if len(feats) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} points per set, got {len(feats)}; "
+                         f"use more samples")
     d = torch.cdist(feats, feats)
     return d.kthvalue(k + 1, dim=1).values
 
