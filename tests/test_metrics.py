@@ -1,0 +1,215 @@
+"""condgan_lib.metrics and the evaluate command: every metric gives the answer known in advance on synthetic data.
+
+FID and KID run through torchmetrics exactly as for images; a stand-in "classifier" whose features are its inputs
+lets them see synthetic feature vectors whose distributions (and so whose true distances) we choose.
+"""
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from condgan_lib import evaluate, metrics
+from condgan_lib.data import DataUnavailableError
+
+# torchmetrics warns that KID keeps every feature in memory; for these sample sizes that is the point
+pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`:UserWarning")
+
+
+class Features(nn.Module):
+    """A stand-in classifier: ``features(x)`` is ``x`` itself, so the metrics see the vectors we give them."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.head = nn.Linear(dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class PixelLabel(nn.Module):
+    """A stand-in classifier that reads its prediction from the first pixel (label / 10)."""
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1)[:, 0] * 10).round().long()
+
+
+def ring(n: int, modes: list[int], seed: int, n_modes: int = 8, std: float = 0.05) -> torch.Tensor:
+    """``n`` 2-D points spread evenly over the chosen modes of a ring of ``n_modes`` tight Gaussians."""
+    gen = torch.Generator().manual_seed(seed)
+    which = torch.tensor(modes)[torch.arange(n) % len(modes)]
+    angle = 2 * math.pi * which / n_modes
+    centres = torch.stack([angle.cos(), angle.sin()], 1)
+    return centres + std * torch.randn(n, 2, generator=gen)
+
+
+def gaussian(n: int, mean, var, seed: int) -> torch.Tensor:
+    """``n`` samples of a Gaussian with the given mean and diagonal covariance."""
+    gen = torch.Generator().manual_seed(seed)
+    mean, var = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(var, dtype=torch.float64)
+    return (mean + var.sqrt() * torch.randn(n, len(mean), generator=gen, dtype=torch.float64)).float()
+
+
+def fid_from_statistics(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The Frechet distance between the Gaussians fitted to ``x`` and ``y``, computed here independently."""
+    x, y = x.double(), y.double()
+    mu_x, mu_y = x.mean(0), y.mean(0)
+    cov_x, cov_y = torch.cov(x.T), torch.cov(y.T)
+    trace_sqrt = torch.linalg.eigvals(cov_x @ cov_y).sqrt().real.sum()   # Tr((S_x S_y)^{1/2})
+    return ((mu_x - mu_y).pow(2).sum() + cov_x.trace() + cov_y.trace() - 2 * trace_sqrt).item()
+
+
+# ------------------------------------------------------------------------------------------------------------ FID
+
+def test_fid_of_a_set_with_itself_is_zero():
+    x = gaussian(2000, [0.0] * 6, [1.0, 2.0, 0.5, 1.0, 3.0, 1.0], seed=0)
+    assert abs(metrics.frechet_distance(Features(6), x, x)) < 1e-3
+
+
+def test_fid_equals_the_formula_on_the_sample_statistics():
+    x = gaussian(3000, [0.0, 1.0, 0.0, 2.0], [1.0, 2.0, 0.5, 1.0], seed=1)
+    y = gaussian(3000, [1.0, 1.0, -1.0, 2.0], [4.0, 1.0, 0.5, 0.25], seed=2)
+    fid = metrics.frechet_distance(Features(4), x, y)
+    assert fid == pytest.approx(fid_from_statistics(x, y), rel=1e-4)
+
+
+def test_fid_approaches_the_closed_form_for_two_diagonal_gaussians():
+    # ||mu_a - mu_b||^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2 for diagonal covariances a and b
+    mu_a, mu_b = torch.tensor([0.0, 1.0, 0.0, 2.0]), torch.tensor([1.0, 1.0, -1.0, 2.0])
+    var_a, var_b = torch.tensor([1.0, 2.0, 0.5, 1.0]), torch.tensor([4.0, 1.0, 0.5, 0.25])
+    exact = ((mu_a - mu_b) ** 2).sum() + ((var_a.sqrt() - var_b.sqrt()) ** 2).sum()
+    fid = metrics.frechet_distance(Features(4), gaussian(50_000, mu_a, var_a, 3), gaussian(50_000, mu_b, var_b, 4))
+    assert fid == pytest.approx(exact.item(), rel=0.02)
+
+
+def test_fid_grows_with_the_distance_between_means():
+    x = gaussian(2000, [0.0, 0.0], [1.0, 1.0], seed=5)
+    fids = [metrics.frechet_distance(Features(2), x, gaussian(2000, [shift, 0.0], [1.0, 1.0], seed=6))
+            for shift in (0.0, 1.0, 2.0)]
+    assert fids[0] < 0.05 and fids == sorted(fids)
+    assert fids[2] == pytest.approx(4.0, abs=0.2)
+
+
+# ------------------------------------------------------------------------------------------------------------ KID
+
+def test_kid_is_about_zero_for_one_distribution_and_positive_for_two():
+    x = gaussian(1000, [0.0] * 8, [1.0] * 8, seed=7)
+    same = gaussian(1000, [0.0] * 8, [1.0] * 8, seed=8)
+    other = gaussian(1000, [0.5] * 8, [1.0] * 8, seed=9)
+    kid_same = metrics.kernel_distance(Features(8), x, same, subsets=10)
+    kid_other = metrics.kernel_distance(Features(8), x, other, subsets=10)
+    assert abs(kid_same) < 0.02
+    assert kid_other > 0.2 > 10 * abs(kid_same)
+
+
+def test_kid_is_reproducible_for_a_seed_and_leaves_the_global_rng_alone():
+    x, y = gaussian(600, [0.0] * 4, [1.0] * 4, seed=10), gaussian(600, [0.3] * 4, [1.0] * 4, seed=11)
+    stand_in = Features(4)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first = metrics.kernel_distance(stand_in, x, y, seed=0, subsets=5)
+    after = torch.rand(3)
+    assert torch.equal(before, after)
+    assert metrics.kernel_distance(stand_in, x, y, seed=0, subsets=5) == first
+
+
+# --------------------------------------------------------------------------------------------- precision / recall
+
+def test_knn_radius_is_the_distance_to_the_kth_other_point():
+    points = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    assert metrics._knn_radii(points, k=1).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert metrics._knn_radii(points, k=2).tolist() == [3.0, 2.0, 3.0, 6.0]
+
+
+def test_same_distribution_has_high_precision_and_recall():
+    precision, recall = metrics.precision_recall(ring(1000, list(range(8)), 0), ring(1000, list(range(8)), 1))
+    assert precision > 0.9 and recall > 0.9
+
+
+def test_fakes_on_half_the_modes_have_full_precision_and_half_recall():
+    precision, recall = metrics.precision_recall(ring(1000, list(range(8)), 0), ring(1000, [0, 1, 2, 3], 1))
+    assert precision > 0.95
+    assert recall == pytest.approx(0.5, abs=0.05)
+
+
+def test_fakes_off_the_data_have_low_precision_but_keep_recall():
+    real = ring(1000, list(range(8)), 0)
+    fake = torch.cat([ring(500, list(range(8)), 1), 3 + torch.randn(500, 2, generator=torch.Generator().manual_seed(2))])
+    precision, recall = metrics.precision_recall(real, fake)
+    assert precision == pytest.approx(0.5, abs=0.06)
+    assert recall > 0.8
+
+
+# ------------------------------------------------------------------------------------------- condition accuracy
+
+def test_condition_accuracy_counts_the_images_classified_as_requested():
+    labels = torch.arange(10)
+    images = torch.zeros(10, 1, 28, 28)
+    images[:, 0, 0, 0] = labels / 10
+    assert metrics.condition_accuracy(PixelLabel(), images, labels) == 1.0
+    asked = labels.clone()
+    asked[:3] = (asked[:3] + 1) % 10          # three images are not what was asked for
+    assert metrics.condition_accuracy(PixelLabel(), images, asked) == pytest.approx(0.7)
+
+
+# --------------------------------------------------------------------------------------- real reference and floor
+
+@pytest.fixture(scope="module")
+def mnist_sets():
+    try:
+        return metrics.reference_sets("mnist", 200)
+    except DataUnavailableError as exc:
+        pytest.skip(f"MNIST is not available: {exc}")
+
+
+def test_reference_sets_are_two_disjoint_sets_of_n_images(mnist_sets):
+    real, real_labels, other, other_labels = mnist_sets
+    assert real.shape == other.shape == (200, 1, 28, 28)
+    assert len(real_labels) == len(other_labels) == 200
+    assert torch.bincount(other_labels, minlength=10).tolist() == [20] * 10   # class-balanced, like a generator's
+    flat_real, flat_other = real.flatten(1), other.flatten(1)
+    shared = (torch.cdist(flat_other, flat_real) == 0).any().item()
+    assert not shared, "an image appears in both reference sets"
+
+
+def test_real_floor_reports_every_metric_and_the_sample_size(mnist_sets):
+    from condgan_lib import hub
+    if "mnist-classifier" not in hub.list_pretrained():
+        pytest.skip("mnist-classifier is not shipped")
+    floor = metrics.real_floor("mnist", n=200)
+    assert set(floor) == {"fid", "kid", "precision", "recall", "condition_accuracy", "min_class_recall", "n"}
+    assert floor["n"] == 200
+    assert floor["condition_accuracy"] > 0.97          # the classifier is right about real digits
+    assert floor["precision"] > 0.7 and floor["recall"] > 0.7
+
+
+# ---------------------------------------------------------------------------------------------- the evaluate CLI
+
+def test_compare_lists_only_the_metrics_that_moved_beyond_tolerance():
+    recorded = {"fid": 10.0, "kid": 1.0, "precision": 0.8, "recall": 0.7, "n": 2000}
+    assert evaluate.compare(recorded, dict(recorded)) == []
+    moved = {**recorded, "fid": 10.0 + 2 * evaluate.TOLERANCE["fid"], "recall": 0.7 + evaluate.TOLERANCE["recall"] / 2}
+    problems = evaluate.compare(recorded, moved)
+    assert len(problems) == 1 and problems[0].startswith("fid:")
+    assert evaluate.compare(recorded, {k: v for k, v in recorded.items() if k != "kid"})[0].startswith("kid:")
+
+
+def test_unknown_name_exits_2_and_lists_the_shipped_generators(monkeypatch, capsys):
+    fake_manifest = {"mnist-classifier": {"kind": "DomainClassifier"}, "gen-a": {"kind": "Generator"},
+                     "gen-b": {"kind": "MLPGenerator"}}
+    monkeypatch.setattr(evaluate.hub, "read_manifest", lambda *a, **k: fake_manifest)
+    assert evaluate.generator_names() == ["gen-a", "gen-b"]
+    assert evaluate.main(["no-such-gan"]) == 2
+    err = capsys.readouterr().err
+    assert "'no-such-gan'" in err and "gen-a, gen-b" in err and "mnist-classifier" not in err
+
+
+def test_the_command_line_exits_2_for_an_unknown_name():
+    result = subprocess.run([sys.executable, "-m", "condgan_lib.evaluate", "no-such-gan"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "not a shipped generator" in result.stderr
+    assert all(name in result.stderr for name in evaluate.generator_names())
