@@ -1,6 +1,7 @@
 """The shipped checkpoints are what the manifest says: every file matches its SHA-256, and every generator's metrics
 re-compute to the recorded values (within ``condgan_lib.evaluate.TOLERANCE``) from the same seeds and samples."""
 import pytest
+import torch
 
 from condgan_lib import evaluate, hub
 from condgan_lib.data import DataUnavailableError, sha256_of
@@ -9,6 +10,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distanc
 
 MANIFEST = hub.read_manifest()
 GENERATORS = evaluate.generator_names()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One CPU thread: for these small networks it is faster than two, and the tolerance covers the kernel change."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_the_manifest_lists_shipped_checkpoints():
