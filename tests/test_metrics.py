@@ -124,6 +124,11 @@ def test_knn_radius_is_the_distance_to_the_kth_other_point():
     assert metrics._knn_radii(points, k=2).tolist() == [3.0, 2.0, 3.0, 6.0]
 
 
+def test_knn_radius_refuses_a_set_with_k_points_or_fewer():
+    with pytest.raises(ValueError, match="more than 3 points"):
+        metrics._knn_radii(torch.zeros(3, 2), k=3)
+
+
 def test_same_distribution_has_high_precision_and_recall():
     precision, recall = metrics.precision_recall(ring(1000, list(range(8)), 0), ring(1000, list(range(8)), 1))
     assert precision > 0.9 and recall > 0.9
