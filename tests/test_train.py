@@ -60,7 +60,6 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path):
     assert saved, "no checkpoint was written before the kill"
     last = int(train.CKPT_PATTERN.search(saved[0].name).group(1))
     assert last >= 75 and last % 25 == 0
-    assert not list((out / "checkpoints").glob("*.tmp")) or True  # a partial temporary file is harmless
     for p in (out / "checkpoints").glob("*.pt"):
         torch.load(p, weights_only=True)  # every visible checkpoint is complete: writes are atomic
     result = run_cli([*args[:3], str(last + 50), *args[4:], "--resume"], timeout=300)
