@@ -27,6 +27,7 @@ class GANConfig:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.0, 0.9)
     acgan_weight: float = 1.0         # weight of the auxiliary class loss (AC-GAN only)
+    acgan_classify_fakes: bool = False  # AC-GAN: D's class loss also on fakes (the paper) or on real images only
     ema_decay: float = 0.999          # generator EMA; 0 disables it
     diffaugment: bool = False         # DiffAugment (Zhao et al., 2020): translation + cutout on real and fake
     amp: str = "none"                 # "none", "bf16" or "fp16" autocast

@@ -96,8 +96,10 @@ def d_loss_fn(cfg: GANConfig, D, real, fake, labels, fake_labels) -> torch.Tenso
     """The discriminator's loss for one batch of real and (detached) fake images."""
     if cfg.model == "acgan":
         (r, r_cls), (f, f_cls) = D(real), D(fake)
-        return (losses.bce_d_loss(r, f)
-                + cfg.acgan_weight * (F.cross_entropy(r_cls, labels) + F.cross_entropy(f_cls, fake_labels)))
+        class_loss = F.cross_entropy(r_cls, labels)
+        if cfg.acgan_classify_fakes:  # Odena et al.'s original term; it lets D learn G's labels instead of digits
+            class_loss = class_loss + F.cross_entropy(f_cls, fake_labels)
+        return losses.bce_d_loss(r, f) + cfg.acgan_weight * class_loss
     return losses.D_LOSSES[cfg.loss](D(real, labels), D(fake, fake_labels))
 
 
@@ -342,38 +344,55 @@ def _sample_grid(G, cfg: GANConfig) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------- the command
 
+def _run_classifier(cfg: ClassifierConfig, device: str, out: Path, resume: bool, progress: bool,
+                    evaluate: bool) -> dict:
+    t0 = time.perf_counter()
+    model, measured = train_classifier(cfg, device=device, progress=progress)
+    return {"model": model, "kwargs": {}, "steps": cfg.epochs * (60000 // cfg.batch_size),
+            "wall_time_s": round(time.perf_counter() - t0, 1), "history": [], "metrics": measured}
+
+
+def _run_gan(cfg: GANConfig, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
+    result = train_gan(cfg, device=device, out=out, resume=resume, progress=progress)
+    measured = metrics.evaluate_generator(result["model"], cfg.dataset) if evaluate and _has_classifier(cfg) else {}
+    extra = []
+    if cfg.export_raw_generator:
+        raw_metrics = metrics.evaluate_generator(result["raw_model"], cfg.dataset) if measured else {}
+        extra.append((f"{cfg.name}-raw", result["raw_model"], result["g_kwargs"], raw_metrics,
+                      f"the generator of {cfg.name} without EMA (same run)"))
+    return {"model": result["model"], "kwargs": result["g_kwargs"], "steps": result["steps"],
+            "wall_time_s": result["wall_time_s"], "history": result["history"], "metrics": measured, "extra": extra}
+
+
+# One trainer per kind of config. A trainer takes (cfg, device, out, resume, progress, evaluate) and returns
+# {"model", "kwargs" (the model's constructor arguments), "steps", "wall_time_s", "history", "metrics"} and optionally
+# "extra": [(name, model, kwargs, metrics, note)] for further models of the same run that ship beside it.
+TRAINERS = {ClassifierConfig: _run_classifier, GANConfig: _run_gan}
+
+
 def run_config(name: str, device: str = "auto", out: str | Path | None = None, resume: bool = False,
                progress: bool = True, ship: bool = False, command: str | None = None, evaluate: bool = True,
                **overrides) -> dict:
-    """Train the named config (a GAN or a classifier), measure it, and optionally ship it into the package."""
+    """Train the named config (any kind in ``TRAINERS``), measure it, and optionally ship it into the package."""
     cfg = get_config(name, **overrides)
     device = resolve_device(device)
     out = Path(out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if isinstance(cfg, ClassifierConfig):
-        model, measured = train_classifier(cfg, device=device, progress=progress)
-        kwargs, steps, wall, history = {}, cfg.epochs * (60000 // cfg.batch_size), round(time.perf_counter() - t0, 1), []
-    else:
-        result = train_gan(cfg, device=device, out=out, resume=resume, progress=progress)
-        model, kwargs, steps, wall, history = (result["model"], result["g_kwargs"], result["steps"],
-                                               result["wall_time_s"], result["history"])
-        measured = metrics.evaluate_generator(model, cfg.dataset) if evaluate and _has_classifier(cfg) else {}
+    result = TRAINERS[type(cfg)](cfg, device, out, resume, progress, evaluate)
+    model, history = result["model"], result["history"]
     entry = {"file": f"{name}.pt", "kind": type(model).__name__,
              "command": command or f"python -m condgan_lib.train --config {name}",
-             "config": _jsonable(cfg.to_dict()), "steps": steps, "wall_time_s": wall,
-             "hardware": hardware(device), "metrics": measured,
+             "config": _jsonable(cfg.to_dict()), "steps": result["steps"], "wall_time_s": result["wall_time_s"],
+             "hardware": hardware(device), "metrics": result["metrics"],
              "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     (out / "history.json").write_text(json.dumps(history, indent=1))
-    exports = [(name, model, entry)]
-    if getattr(cfg, "export_raw_generator", False):
-        raw = result["raw_model"]
-        raw_metrics = metrics.evaluate_generator(raw, cfg.dataset) if entry["metrics"] else {}
-        exports.append((f"{name}-raw", raw, {**entry, "metrics": raw_metrics,
-                                            "note": f"the generator of {name} without EMA (same run)"}))
-    for export_name, export_model, export_entry in exports:
+    exports = [(name, model, result["kwargs"], entry)]
+    for extra_name, extra_model, extra_kwargs, extra_metrics, note in result.get("extra", []):
+        exports.append((extra_name, extra_model, extra_kwargs,
+                        {**entry, "kind": type(extra_model).__name__, "metrics": extra_metrics, "note": note}))
+    for export_name, export_model, export_kwargs, export_entry in exports:
         path = out / f"{export_name}.pt"
-        hub.atomic_save(hub.model_payload(export_model, kwargs, export_name), path)
+        hub.atomic_save(hub.model_payload(export_model, export_kwargs, export_name), path)
         export_entry["file"] = path.name
         export_entry["sha256"] = ship_checkpoint(path, export_name, export_entry) if ship else hub.sha256_of(path)
         (out / f"{export_name}.manifest_entry.json").write_text(json.dumps(export_entry, indent=2))
