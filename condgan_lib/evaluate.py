@@ -1,10 +1,11 @@
 """Print the metrics of a shipped generator beside the real-data floor.
 
-    python -m condgan_lib.evaluate mnist-projection [--n 2000] [--check]
+    python -m condgan_lib.evaluate mnist-projection [--n 2000] [--check | --record]
 
 ``--check`` re-computes the metrics recorded in the manifest and exits with status 1 when any differs by more
 than ``TOLERANCE`` (the same samples, seeds and classifier are used, so on the same software they agree exactly;
-the tolerance absorbs differences between CPU kernels).
+the tolerance absorbs differences between CPU kernels). ``--record`` measures again and writes the result into the
+manifest: the way to update recorded metrics after the metrics code changes (they are never edited by hand).
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def recompute(name: str) -> dict:
     return metrics.evaluate_generator(hub.load_pretrained(name), entry["config"]["dataset"], n=n)
 
 
+def record(name: str, measured: dict) -> None:
+    """Write freshly measured metrics of ``name`` into the manifest (atomically)."""
+    hub.write_manifest_entry(name, {**hub.read_manifest()[name], "metrics": measured})
+
+
 def compare(recorded: dict, measured: dict) -> list[str]:
     """Lines describing every metric that moved by more than its tolerance (empty when all reproduce)."""
     return [f"{k}: manifest {recorded[k]} vs now {measured.get(k)} (tolerance {tol})"
@@ -40,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m condgan_lib.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help=f"a shipped generator: {', '.join(generator_names()) or 'none shipped'}")
     parser.add_argument("--n", type=int, default=None, help="sample size (default: the manifest's)")
-    parser.add_argument("--check", action="store_true", help="fail when the manifest's metrics do not reproduce")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="fail when the manifest's metrics do not reproduce")
+    mode.add_argument("--record", action="store_true", help="write the measured metrics into the manifest")
     args = parser.parse_args(argv)
     if args.name not in generator_names():
         print(f"error: {args.name!r} is not a shipped generator; choose one of {', '.join(generator_names())}",
@@ -60,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = compare(entry["metrics"], measured)
         print(json.dumps({"reproduces": not problems, "problems": problems}, indent=1))
         return 1 if problems else 0
+    if args.record:
+        record(args.name, measured)
+        print(f"recorded in {hub.CHECKPOINT_DIR / hub.MANIFEST}")
     return 0
 
 

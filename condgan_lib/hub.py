@@ -57,6 +57,14 @@ def read_manifest(directory: str | Path | None = None) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def write_manifest_entry(name: str, entry: dict, directory: str | Path | None = None) -> None:
+    """Add or replace one entry of the manifest, written atomically (the only way the manifest changes)."""
+    directory = Path(directory or CHECKPOINT_DIR)
+    manifest = read_manifest(directory)
+    manifest[name] = entry
+    atomic_write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n", directory / MANIFEST)
+
+
 def list_pretrained(directory: str | Path | None = None) -> list[str]:
     """Names of the shipped checkpoints."""
     return sorted(read_manifest(directory))

@@ -7,6 +7,8 @@ k-NN balls of the real features, and real data is "recalled" when it falls insid
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
@@ -18,19 +20,6 @@ from .data import load_images
 CLASSIFIER_FOR = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}
 
 
-class ClassifierFeatures(nn.Module):
-    """The classifier's 128-d penultimate layer as a feature extractor torchmetrics accepts."""
-
-    def __init__(self, classifier: DomainClassifier):
-        super().__init__()
-        self.classifier = classifier.eval()
-        self.num_features = classifier.head.in_features
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(x.float())
-
-
 @torch.no_grad()
 def features(classifier: DomainClassifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Penultimate classifier features of images in [0, 1]."""
@@ -38,29 +27,51 @@ def features(classifier: DomainClassifier, images: torch.Tensor, batch_size: int
     return torch.cat([classifier.features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def frechet_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torch.Tensor) -> float:
-    """FID in the classifier's feature space, via torchmetrics' ``FrechetInceptionDistance``."""
-    fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier), normalize=True)
-    for i in range(0, len(real), 1000):
-        fid.update(real[i:i + 1000], real=True)
-    for i in range(0, len(fake), 1000):
-        fid.update(fake[i:i + 1000], real=False)
+class PrecomputedFeatures(nn.Module):
+    """Identity "extractor": lets torchmetrics' FID and KID take features that were computed once, up front."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats
+
+
+def frechet_distance_of_features(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
+    """FID between two sets of features, via torchmetrics' ``FrechetInceptionDistance``."""
+    fid = FrechetInceptionDistance(feature=PrecomputedFeatures(real_feats.shape[1]))
+    fid.update(real_feats, real=True)
+    fid.update(fake_feats, real=False)
     return float(fid.compute())
 
 
-def kernel_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torch.Tensor, seed: int = 0,
-                    subsets: int = 50) -> float:
-    """KID (mean over random subsets) in the classifier's feature space, via torchmetrics."""
-    size = min(len(real), len(fake), 500)
-    kid = KernelInceptionDistance(feature=ClassifierFeatures(classifier), normalize=True, subsets=subsets,
-                                  subset_size=size)
-    kid.update(real, real=True)
-    kid.update(fake, real=False)
+def kernel_distance_of_features(real_feats: torch.Tensor, fake_feats: torch.Tensor, seed: int = 0,
+                                subsets: int = 50) -> float:
+    """KID (mean over random subsets of up to 500) between two sets of features, via torchmetrics."""
+    size = min(len(real_feats), len(fake_feats), 500)
+    with warnings.catch_warnings():  # torchmetrics warns that KID keeps all features in memory: 2 x 2000 x 128 here
+        warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance`")
+        kid = KernelInceptionDistance(feature=PrecomputedFeatures(real_feats.shape[1]), subsets=subsets,
+                                      subset_size=size)
+    kid.update(real_feats, real=True)
+    kid.update(fake_feats, real=False)
     state = torch.get_rng_state()
     torch.manual_seed(seed)  # KID draws its subsets with the global generator
     mean, _ = kid.compute()
     torch.set_rng_state(state)
     return float(mean)
+
+
+def frechet_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID in the classifier's feature space of two sets of images in [0, 1]."""
+    return frechet_distance_of_features(features(classifier, real), features(classifier, fake))
+
+
+def kernel_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torch.Tensor, seed: int = 0,
+                    subsets: int = 50) -> float:
+    """KID in the classifier's feature space of two sets of images in [0, 1]."""
+    return kernel_distance_of_features(features(classifier, real), features(classifier, fake), seed, subsets)
 
 
 def _knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
@@ -90,23 +101,43 @@ def score_images(classifier: DomainClassifier, real: torch.Tensor, real_labels: 
                  fake: torch.Tensor, fake_labels: torch.Tensor | None, seed: int = 0) -> dict:
     """Every metric of ``fake`` against ``real``: FID, KID, precision, recall, and (conditional) condition accuracy
     and the lowest per-class recall."""
-    real_f, fake_f = features(classifier, real), features(classifier, fake)
+    real_f, fake_f = features(classifier, real), features(classifier, fake)  # one pass; every metric reuses them
     precision, recall = precision_recall(real_f, fake_f)
-    out = {"fid": frechet_distance(classifier, real, fake), "kid": kernel_distance(classifier, real, fake, seed),
+    out = {"fid": frechet_distance_of_features(real_f, fake_f), "kid": kernel_distance_of_features(real_f, fake_f, seed),
            "precision": precision, "recall": recall}
     if fake_labels is not None:
-        out["condition_accuracy"] = condition_accuracy(classifier, fake, fake_labels)
+        with torch.no_grad():
+            predicted = classifier.head(fake_f).argmax(1)
+        out["condition_accuracy"] = (predicted == fake_labels).float().mean().item()
         out["min_class_recall"] = min(
             precision_recall(real_f[real_labels == c], fake_f[fake_labels == c])[1] for c in range(10))
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def reference_sets(dataset: str, n: int) -> tuple:
-    """Two disjoint real sets of ``n`` images: the first ``n`` test images, and ``n`` class-balanced train images."""
+def balanced_sample(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Indices of ``n // 10`` random examples of each of the ten classes, drawn with ``seed`` from the whole split."""
+    if n % 10 or n < 10:
+        raise ValueError(f"n must be a positive multiple of 10 (one tenth per class), not {n}")
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(10):
+        idx = (labels == c).nonzero().squeeze(1)
+        if len(idx) < n // 10:
+            raise ValueError(f"class {c} has only {len(idx)} images; n={n} needs {n // 10} per class")
+        picks.append(idx[torch.randperm(len(idx), generator=gen)[: n // 10]])
+    return torch.cat(picks)
+
+
+def reference_sets(dataset: str, n: int, seed: int = 0) -> tuple:
+    """Two disjoint real sets of ``n`` class-balanced images, drawn at random with ``seed``: the reference, from the
+    test split, and a second real set, from the train split, that gives the real-vs-real floor.
+
+    Random draws over the whole split matter: MNIST's test split is two halves of different difficulty, and its first
+    images are not a fair sample of it.
+    """
     test, train = load_images(dataset, "test"), load_images(dataset, "train")
-    real, real_labels = test.images[:n], test.labels[:n]
-    picks = torch.cat([(train.labels == c).nonzero().squeeze(1)[: n // 10] for c in range(10)])
-    return real, real_labels, train.images[picks], train.labels[picks]
+    ref, other = balanced_sample(test.labels, n, seed), balanced_sample(train.labels, n, seed + 1)
+    return test.images[ref], test.labels[ref], train.images[other], train.labels[other]
 
 
 def sample_generator(generator: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -408,9 +408,7 @@ def ship_checkpoint(path: Path, name: str, entry: dict) -> str:
     target = hub.CHECKPOINT_DIR / f"{name}.pt"
     hub.atomic_save(torch.load(path, map_location="cpu", weights_only=True), target)
     entry["sha256"] = hub.sha256_of(target)
-    manifest = hub.read_manifest()
-    manifest[name] = entry
-    hub.atomic_write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n", hub.CHECKPOINT_DIR / hub.MANIFEST)
+    hub.write_manifest_entry(name, entry)
     return entry["sha256"]
 
 

@@ -174,10 +174,45 @@ def test_reference_sets_are_two_disjoint_sets_of_n_images(mnist_sets):
     real, real_labels, other, other_labels = mnist_sets
     assert real.shape == other.shape == (200, 1, 28, 28)
     assert len(real_labels) == len(other_labels) == 200
-    assert torch.bincount(other_labels, minlength=10).tolist() == [20] * 10   # class-balanced, like a generator's
+    assert torch.bincount(real_labels, minlength=10).tolist() == [20] * 10    # both class-balanced, like a generator's
+    assert torch.bincount(other_labels, minlength=10).tolist() == [20] * 10
     flat_real, flat_other = real.flatten(1), other.flatten(1)
     shared = (torch.cdist(flat_other, flat_real) == 0).any().item()
     assert not shared, "an image appears in both reference sets"
+
+
+def test_reference_sets_are_random_draws_over_the_whole_split_and_repeat_with_their_seed(mnist_sets):
+    from condgan_lib.data import load_images
+    real, real_labels, _, _ = mnist_sets
+    test = load_images("mnist", "test")
+    idx = metrics.balanced_sample(test.labels, 200, seed=0)
+    assert torch.equal(test.images[idx], real)
+    assert idx.max() >= 5000 and idx.min() < 5000          # both halves of the MNIST test split, not its first images
+    assert torch.equal(metrics.balanced_sample(test.labels, 200, seed=0), idx)
+    assert not torch.equal(metrics.balanced_sample(test.labels, 200, seed=1), idx)
+
+
+@pytest.mark.parametrize("n", [0, 15, -10])
+def test_balanced_sample_rejects_a_size_that_is_not_a_multiple_of_ten(n):
+    with pytest.raises(ValueError, match="multiple of 10"):
+        metrics.balanced_sample(torch.arange(100) % 10, n, seed=0)
+
+
+def test_balanced_sample_says_which_class_is_too_small():
+    labels = torch.cat([torch.zeros(3, dtype=torch.long), torch.arange(1, 10).repeat(10)])
+    with pytest.raises(ValueError, match="class 0 has only 3 images"):
+        metrics.balanced_sample(labels, 100, seed=0)
+
+
+def test_the_real_floor_is_below_every_conditional_generator():
+    """The floor is the best a generator can do: a real set scores better FID than every shipped generator."""
+    from condgan_lib import hub
+    if "mnist-classifier" not in hub.list_pretrained():
+        pytest.skip("mnist-classifier is not shipped")
+    floor = metrics.real_floor("mnist", n=2000)
+    fids = {n: e["metrics"]["fid"] for n, e in hub.read_manifest().items()
+            if e["config"].get("dataset") == "mnist" and "fid" in e.get("metrics", {})}
+    assert fids and all(floor["fid"] < fid for fid in fids.values()), (floor["fid"], fids)
 
 
 def test_real_floor_reports_every_metric_and_the_sample_size(mnist_sets):
@@ -218,3 +253,19 @@ def test_the_command_line_exits_2_for_an_unknown_name():
     assert result.returncode == 2
     assert "not a shipped generator" in result.stderr
     assert all(name in result.stderr for name in evaluate.generator_names())
+
+
+def test_record_replaces_only_the_metrics_of_one_entry(tmp_path, monkeypatch):
+    from condgan_lib import evaluate, hub
+    manifest = hub.read_manifest()
+    if not manifest:
+        pytest.skip("no manifest shipped")
+    (tmp_path / hub.MANIFEST).write_text((hub.CHECKPOINT_DIR / hub.MANIFEST).read_text())
+    monkeypatch.setattr(hub, "CHECKPOINT_DIR", tmp_path)
+    name = sorted(manifest)[0]
+    evaluate.record(name, {"fid": 1.0, "n": 10})
+    after = hub.read_manifest(tmp_path)
+    assert after[name]["metrics"] == {"fid": 1.0, "n": 10}
+    assert {k: v for k, v in after[name].items() if k != "metrics"} == {
+        k: v for k, v in manifest[name].items() if k != "metrics"}
+    assert {k: after[k] for k in after if k != name} == {k: manifest[k] for k in manifest if k != name}
