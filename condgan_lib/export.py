@@ -1,0 +1,103 @@
+"""Export shipped class-conditional generators to ONNX, so that a web page can run them in the reader's browser.
+
+The exported graph takes two inputs and returns images:
+
+- ``z``: latents, ``float32 [N, z_dim]``;
+- ``class_weights``: ``float32 [N, n_classes]``, a mixture of classes. A one-hot row asks for one class and gives
+  exactly ``G(z, y)``; the row ``(1 - alpha) e_a + alpha e_b`` mixes the conditional batch norm tables of classes
+  ``a`` and ``b``, the class walk of the chapter on class-conditional GANs;
+- ``images``: ``float32 [N, 1, 28, 28]`` in [0, 1].
+
+The class enters the generator only through conditional batch norm (de Vries et al., 2017), whose scale and shift are
+rows of two tables; a weighted sum of rows is ``class_weights @ table``, one matrix product, so one graph serves both
+the class slider and the class walk. Run ``python -m condgan_lib.export`` to write ``book/_static/explore/``: one
+``.onnx`` file per model and ``models.json``, which records each model's class names, latent size and the SHA-256 of
+the checkpoint it came from.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import CLASS_NAMES
+from .hub import load_pretrained, read_manifest
+from .models import ConditionalBatchNorm2d, Generator
+
+MODELS = ("mnist-projection", "fashion-projection")
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "book" / "_static" / "explore"
+OPSET = 17  # onnxruntime-web 1.17 runs opsets up to 20
+
+
+def mixed_cbn(layer: ConditionalBatchNorm2d, h: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """Conditional batch norm with scale and shift ``class_weights @ table``: a one-hot row is one class."""
+    gain = class_weights @ layer.gain.weight
+    bias = class_weights @ layer.bias.weight
+    return layer.bn(h) * gain[:, :, None, None] + bias[:, :, None, None]
+
+
+class MixedClassGenerator(nn.Module):
+    """A conditional ``Generator`` driven by class weights instead of labels; images in [0, 1]."""
+
+    def __init__(self, generator: Generator):
+        super().__init__()
+        if not generator.n_classes:
+            raise ValueError("only a class-conditional generator (n_classes > 0) can be exported for the page")
+        self.g = generator.eval()
+
+    def forward(self, z: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+        g = self.g
+        h = g.fc(z).view(z.shape[0], -1, 7, 7)
+        h = torch.relu(mixed_cbn(g.norm1, h, class_weights))
+        h = torch.relu(mixed_cbn(g.norm2, g.up1(h), class_weights))
+        return (torch.tanh(g.up2(h)) + 1) / 2
+
+
+def export_generator(name: str, path: str | Path) -> Path:
+    """Write the shipped generator ``name`` to ``path`` as an ONNX model with a dynamic batch size."""
+    generator = load_pretrained(name)
+    model = MixedClassGenerator(generator)
+    example = (torch.zeros(2, generator.z_dim), torch.eye(generator.n_classes)[:2])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The TorchScript exporter (dynamo=False) writes this small feed-forward graph with no extra dependency.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, example, str(path), input_names=["z", "class_weights"], output_names=["images"],
+                          dynamic_axes={"z": {0: "n"}, "class_weights": {0: "n"}, "images": {0: "n"}},
+                          opset_version=OPSET, dynamo=False)
+    return path
+
+
+def export_all(out_dir: str | Path = DEFAULT_OUT, names=MODELS) -> dict:
+    """Export every model in ``names`` to ``out_dir`` and write ``models.json``; returns that index."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest()
+    index = {}
+    for name in names:
+        path = export_generator(name, out_dir / f"{name}.onnx")
+        entry = manifest[name]
+        dataset = entry["config"]["dataset"]
+        index[name] = {"file": path.name, "dataset": dataset, "classes": CLASS_NAMES[dataset],
+                       "z_dim": entry["config"]["z_dim"], "checkpoint_sha256": entry["sha256"],
+                       "bytes": path.stat().st_size}
+    (out_dir / "models.json").write_text(json.dumps(index, indent=2) + "\n")
+    return index
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the .onnx files and models.json")
+    parser.add_argument("names", nargs="*", default=list(MODELS), help="shipped generators to export")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for name, info in export_all(args.out, args.names).items():
+        print(f"{name}: {Path(args.out) / info['file']} ({info['bytes'] / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

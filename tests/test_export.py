@@ -1,0 +1,80 @@
+"""The ONNX generators the book's page runs in the browser compute what the PyTorch generators compute."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from condgan_lib import export, hub
+from condgan_lib.models import Generator
+
+ort = pytest.importorskip("onnxruntime")  # in requirements.txt; skipped only where it cannot be installed
+
+SHIPPED = export.DEFAULT_OUT   # the files the site serves, committed beside the page
+
+
+def run_onnx(path, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (images,) = session.run(None, {"z": z.numpy(), "class_weights": weights.numpy()})
+    return torch.from_numpy(images)
+
+
+def latents(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def fresh_export(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("onnx")
+    return out, export.export_all(out)
+
+
+@pytest.mark.parametrize("name", export.MODELS)
+def test_onnx_equals_the_pytorch_generator_for_every_class(fresh_export, name):
+    out, index = fresh_export
+    G = hub.load_pretrained(name)
+    z, labels = latents(20), torch.arange(20) % 10
+    with torch.no_grad():
+        expected = (G(z, labels) + 1) / 2
+    got = run_onnx(out / index[name]["file"], z, torch.eye(10)[labels])
+    assert got.shape == (20, 1, 28, 28)
+    assert (got - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name", export.MODELS)
+def test_mixed_class_weights_interpolate_the_conditional_batch_norm_tables(fresh_export, name):
+    out, index = fresh_export
+    G = hub.load_pretrained(name)
+    z, alpha = latents(4, seed=1), 0.3
+    a, b = torch.tensor([1, 3, 4, 0]), torch.tensor([7, 8, 9, 6])
+    weights = (1 - alpha) * torch.eye(10)[a] + alpha * torch.eye(10)[b]
+    with torch.no_grad():   # the class walk written out with the tables' rows, as the chapter does it
+        def cbn(layer, h):
+            gain = (1 - alpha) * layer.gain(a) + alpha * layer.gain(b)
+            bias = (1 - alpha) * layer.bias(a) + alpha * layer.bias(b)
+            return torch.relu(layer.bn(h) * gain[:, :, None, None] + bias[:, :, None, None])
+        h = cbn(G.norm1, G.fc(z).view(4, -1, 7, 7))
+        expected = (torch.tanh(G.up2(cbn(G.norm2, G.up1(h)))) + 1) / 2
+    got = run_onnx(out / index[name]["file"], z, weights)
+    assert (got - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name", export.MODELS)
+def test_the_files_the_site_serves_are_current(name):
+    """The committed .onnx files match today's checkpoints: re-run `python -m condgan_lib.export` when this fails."""
+    index = json.loads((SHIPPED / "models.json").read_text())
+    assert index[name]["checkpoint_sha256"] == hub.read_manifest()[name]["sha256"], \
+        f"{name}: checkpoint changed since export; run python -m condgan_lib.export"
+    G = hub.load_pretrained(name)
+    z, labels = latents(10, seed=2), torch.arange(10)
+    with torch.no_grad():
+        expected = (G(z, labels) + 1) / 2
+    got = run_onnx(SHIPPED / index[name]["file"], z, torch.eye(10)[labels])
+    assert (got - expected).abs().max().item() < 1e-4
+    assert index[name]["classes"][3] in ("3", "Dress") and index[name]["z_dim"] == G.z_dim
+
+
+def test_an_unconditional_generator_is_refused():
+    with pytest.raises(ValueError, match="class-conditional"):
+        export.MixedClassGenerator(Generator(n_classes=0))
