@@ -1,0 +1,264 @@
+"""The rendered book in a real browser: build the site, serve it on localhost, open every page in headless Chromium.
+
+Checked on every page: no broken image, every internal link (and its #fragment) resolves, every formula is rendered
+by MathJax (no raw TeX left), no local file is missing, and nothing the page needs comes from the network (requests
+to other hosts are blocked and listed). Notebook pages carry a Colab button for their own notebook in the repository
+of _config.yml. On "Explore the generator in your browser", the generator runs and draws new images when a slider
+moves. Screenshots go to _build/screenshots/.
+
+Needs Debian's Chromium (`apt-get install chromium`; .ci/run installs it). Without it the test is skipped with the
+reason, except where CONDGAN_REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser is a failure.
+Set CONDGAN_SITE_DIR to a built `_build/html` to test that site instead of building one.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+SCREENSHOT_PAGES = {"book/intro.html": "intro.png", "book/conditional.html": "conditional.png",
+                    "book/explore.html": "explore.png", "book/article_errors.html": "article_errors.png",
+                    "book/glossary.html": "glossary.png"}
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Other hosts a page may ask for. They are blocked in the test, and the pages must pass every check without them:
+# the ipywidgets manager (views of live-kernel controls, inert in a static page) and the icon font of matplotlib's
+# animation player (the theme's own icons draw its buttons). Anything else fails the test.
+OPTIONAL_HOSTS = {"cdnjs.cloudflare.com", "cdn.jsdelivr.net", "maxcdn.bootstrapcdn.com"}
+# sphinx-thebe 0.3 writes its inline configuration script twice into every page; the second copy's `const` fails
+# and changes nothing (the first copy already set the same values). Any other script error fails the test.
+KNOWN_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+
+
+def _require(what: str, reason: str):
+    if os.environ.get("CONDGAN_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{what} is required here (CONDGAN_REQUIRE_BROWSER=1): {reason}")
+    pytest.skip(f"{what} not available: {reason}")
+
+
+def _chromium() -> str:
+    path = os.environ.get("CONDGAN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        _require("Chromium", "install Debian's package with `apt-get install -y chromium`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def site_dir(tmp_path_factory) -> Path:
+    if os.environ.get("CONDGAN_SITE_DIR"):
+        return Path(os.environ["CONDGAN_SITE_DIR"])
+    out = tmp_path_factory.mktemp("site")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jb), "build", "-n", "--keep-going", "--path-output", str(out), str(ROOT)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"the book did not build:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def server(site_dir):
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                          ".wasm": "application/wasm", ".mjs": "text/javascript", ".onnx": "application/octet-stream"}
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site_dir)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require("Python playwright", "pip install -r requirements.txt")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A page whose requests to other hosts are blocked (and recorded), and whose failed local requests are recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.external, page.missing, page.errors = [], [], []
+
+    def route(r):
+        if r.request.url.startswith(server):
+            r.continue_()
+        else:
+            page.external.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page.on("response", lambda resp: resp.status >= 400 and resp.url.startswith(server)
+            and page.missing.append(f"{resp.status} {resp.url}"))
+    page.on("pageerror", lambda exc: str(exc) not in KNOWN_ERRORS and page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def site_pages(site_dir: Path) -> list[str]:
+    return sorted(str(p.relative_to(site_dir)) for p in site_dir.rglob("*.html")
+                  if not {"_static", "_sources", "_images"} & set(p.relative_to(site_dir).parts))
+
+
+def has_id(file: Path, fragment: str) -> bool:
+    text = file.read_text(errors="replace")
+    return re.search(rf'\b(id|name)="{re.escape(html.escape(fragment, quote=True))}"', text) is not None
+
+
+def expected_colab_url(notebook: str) -> str:
+    repo, colab = CONFIG["repository"], CONFIG["launch_buttons"]["colab_url"]
+    owner_name = urlparse(repo["url"]).path.strip("/")
+    prefix = repo.get("path_to_book", "").strip("/")
+    path = f"{prefix}/{notebook}" if prefix else notebook
+    return f"{colab}/github/{owner_name}/blob/{repo['branch']}/{path}"
+
+
+PAGE_CHECKS = """() => {
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.currentSrc || i.src);
+  const math = [...document.querySelectorAll('.math')];
+  const unrendered = math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
+  const body = (document.querySelector('main') || document.body).cloneNode(true);
+  body.querySelectorAll('pre, code, script, style, textarea').forEach(e => e.remove());
+  const text = body.textContent;
+  const rawTex = ['$$', '\\\\(', '\\\\[', '\\\\begin{'].filter(s => text.includes(s));
+  const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
+  return {broken, mathCount: math.length, rendered: document.querySelectorAll('mjx-container').length,
+          unrendered, rawTex, links};
+}"""
+
+
+def open_page(page, url):
+    page.goto(url, wait_until="load")
+    if page.evaluate("() => document.querySelectorAll('.math').length") > 0:
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+        page.evaluate("() => MathJax.startup.promise.then(() => true)")
+
+
+def test_every_page_in_a_real_browser(page, server, site_dir):
+    pages = site_pages(site_dir)
+    assert {"book/intro.html", "book/conditional.html", "book/explore.html"} <= set(pages), pages
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems, links, math_pages = [], {}, []
+    for rel in pages:
+        if rel == "book/explore.html":   # its generator starts on load; test_generator_runs_in_the_page waits for it
+            continue
+        refresh = re.search(r'http-equiv="refresh" content="\d+;\s*url=([^"]+)"', (site_dir / rel).read_text(), re.I)
+        if refresh:   # index.html only forwards to the first page, which is checked in its own right
+            page.goto(server + rel)
+            page.wait_for_url(re.compile(re.escape(refresh.group(1).split("#")[0]) + "$"))
+            continue
+        open_page(page, server + rel)
+        found = page.evaluate(PAGE_CHECKS)
+        problems += [f"{rel}: broken image {src}" for src in found["broken"]]
+        problems += [f"{rel}: formula not rendered: {t!r}" for t in found["unrendered"]]
+        problems += [f"{rel}: raw TeX {s!r} left in the text" for s in found["rawTex"]]
+        if found["mathCount"]:
+            math_pages.append(rel)
+            if not found["rendered"]:
+                problems.append(f"{rel}: {found['mathCount']} formulas, no MathJax output")
+        for href in found["links"]:
+            links.setdefault(href, rel)
+        notebook = Path(rel).with_suffix(".ipynb")
+        colab = page.eval_on_selector_all('a[href^="https://colab.research.google.com"]', "els => els.map(e => e.href)")
+        if (ROOT / notebook).exists():
+            if expected_colab_url(str(notebook)) not in colab:
+                problems.append(f"{rel}: no Colab button for {expected_colab_url(str(notebook))} (found {colab})")
+        elif colab:
+            problems.append(f"{rel}: a Colab button on a page that is not a notebook: {colab}")
+        if rel in SCREENSHOT_PAGES:
+            page.screenshot(path=str(SCREENSHOTS / SCREENSHOT_PAGES[rel]))
+    # every internal link resolves to a file of the site, and its #fragment to an element of that page
+    for href, rel in links.items():
+        if not href.startswith(server):
+            continue
+        url, fragment = urldefrag(href)
+        target = site_dir / unquote(urlparse(url).path.lstrip("/"))
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            problems.append(f"{rel}: link to a missing page {href}")
+        elif fragment and target.suffix == ".html" and not has_id(target, unquote(fragment)):
+            problems.append(f"{rel}: link to a missing anchor {href}")
+    problems += [f"missing file: {m}" for m in page.missing]
+    problems += [f"JavaScript error: {e}" for e in page.errors]
+    unexpected = sorted({u for u in page.external if urlparse(u).hostname not in OPTIONAL_HOSTS})
+    problems += [f"request to the network: {u}" for u in unexpected]
+    assert not problems, "\n".join(problems)
+    assert len(math_pages) >= 4, f"formulas found on {math_pages} only"
+    print(f"checked {len(pages)} pages: {', '.join(pages)}; formulas rendered on {len(math_pages)}; "
+          f"{sum(h.startswith(server) for h in links)} internal links")
+
+
+CANVAS_STATS = """() => [...document.querySelectorAll('#cg-explore canvas[data-slot]')].map(c => {
+  const d = c.getContext('2d').getImageData(0, 0, 28, 28).data;
+  let sum = 0, sq = 0, hash = 0;
+  for (let i = 0; i < d.length; i += 4) { sum += d[i]; sq += d[i] * d[i]; hash = (hash * 31 + d[i]) >>> 0; }
+  const mean = sum / 784;
+  return {mean, std: Math.sqrt(sq / 784 - mean * mean), hash};
+})"""
+
+
+def drawn(page, **expected):
+    """Wait until the page has drawn the images for the given control values."""
+    checks = " && ".join(f"s[{k!r}] === {v!r}" for k, v in expected.items())
+    page.wait_for_function(f"() => {{ const r = document.getElementById('cg-explore'); "
+                           f"if (r.dataset.state === 'error') return true; const s = JSON.parse(r.dataset.drawn || '{{}}'); "
+                           f"return {checks}; }}", timeout=30_000)
+    assert page.get_attribute("#cg-explore", "data-state") == "ready", page.text_content("#cg-status")
+    return page.evaluate(CANVAS_STATS)
+
+
+def test_generator_runs_in_the_page(page, server):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    open_page(page, server + "book/explore.html")
+    first = drawn(page, model="mnist-projection", **{"class": "3"})
+    assert len(first) == 13
+    assert all(img["std"] > 20 for img in first), f"a blank image: {first}"   # digits, not flat grey
+    assert first[0]["hash"] == first[3 + 3]["hash"], "the sample differs from class 3 of the sweep row"
+
+    page.focus("#cg-class")
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")                 # move the class slider 3 -> 7, as a reader would
+    moved = drawn(page, **{"class": "7"})
+    assert moved[0]["hash"] != first[0]["hash"] and moved[0]["std"] > 20
+    assert moved[0]["hash"] == moved[3 + 7]["hash"]
+    assert moved[1]["hash"] != first[1]["hash"]            # the class walk starts from the new class
+
+    page.focus("#cg-alpha")
+    page.keyboard.press("End")                            # alpha = 1: the class walk arrives at "to class" (8)
+    walked = drawn(page, alpha="1")
+    assert walked[1]["hash"] == walked[3 + 8]["hash"]
+
+    page.select_option("#cg-model", "fashion-projection")
+    fashion = drawn(page, model="fashion-projection")
+    assert fashion[0]["hash"] != walked[0]["hash"] and fashion[0]["std"] > 20
+    page.screenshot(path=str(SCREENSHOTS / "explore.png"), full_page=True)
+    assert not page.missing and not page.errors, (page.missing, page.errors)
+    assert not page.external, page.external
+    print(page.text_content("#cg-status"))
