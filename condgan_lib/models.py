@@ -218,12 +218,13 @@ class ProjectionDiscriminator(nn.Module):
     field that covers the whole digit, because the class of a digit is a property of its whole shape.
     """
 
-    def __init__(self, n_classes: int = 10, ch: int = 64, in_channels: int = 1):
+    def __init__(self, n_classes: int = 10, ch: int = 64, in_channels: int = 1, sn_embedding: bool = True):
         super().__init__()
         self.trunk = nn.Sequential(_trunk(in_channels, ch, sn=True, batch_norm=False),
                                    spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
         self.head = spectral_norm(nn.Linear(4 * ch, 1))
-        self.embed = spectral_norm(nn.Embedding(n_classes, 4 * ch))
+        embed = nn.Embedding(n_classes, 4 * ch)
+        self.embed = spectral_norm(embed) if sn_embedding else embed
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         phi = self.trunk(x).sum(dim=(2, 3))  # global sum pooling, as in the paper

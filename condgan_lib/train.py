@@ -60,7 +60,7 @@ def build_models(cfg: GANConfig) -> tuple[torch.nn.Module, torch.nn.Module, dict
     D = {"dcgan": lambda: DCGANDiscriminator(ch=cfg.ch),
          "concat": lambda: ConcatDiscriminator(ch=cfg.ch),
          "acgan": lambda: ACGANDiscriminator(ch=cfg.ch),
-         "projection": lambda: ProjectionDiscriminator(ch=cfg.ch)}[cfg.model]()
+         "projection": lambda: ProjectionDiscriminator(ch=cfg.ch, sn_embedding=cfg.sn_embedding)}[cfg.model]()
     G.apply(dcgan_init)
     if cfg.model != "projection":  # spectral norm has its own scale; DCGAN init is for the others
         D.apply(dcgan_init)
