@@ -131,3 +131,79 @@ def get_config(name: str, **overrides):
     if unknown:
         raise ValueError(f"config {name!r} has no field(s) {sorted(unknown)}; fields: {sorted(known)}")
     return dataclasses.replace(base, **overrides).validate()
+
+
+# ----------------------------------------------------------------------------- text to image (chapter text_to_image)
+
+@dataclass
+class ProbeConfig:
+    """The attribute probe that reads shape, colour, size and position from scene images (``condgan_lib.probe``)."""
+    name: str
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-3
+    ch: int = 32
+    two_objects: float = 0.5          # share of two-object scenes in its training batches
+    eval_samples: int = 1000
+    seed: int = 0
+
+    def validate(self) -> "ProbeConfig":
+        _check_positive_fields(self, "steps", "batch_size", "lr", "ch", "eval_samples")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TextGANConfig:
+    """A text-conditional GAN (GAN-INT-CLS with a projection or concatenation discriminator, ``condgan_lib.text2img``)."""
+    name: str
+    discriminator: str = "projection"   # "projection" (Miyato & Koyama) or "concat" (Reed et al.)
+    z_dim: int = 32
+    ch: int = 32
+    text_dim: int = 64
+    text_pretrain_steps: int = 600      # the text encoder learns to predict caption attributes, then is frozen
+    batch_size: int = 64
+    steps: int = 6000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    interpolation_weight: float = 0.5   # GAN-INT: weight of G's loss on interpolated caption embeddings
+    two_objects: float = 0.25           # share of two-object scenes in training batches
+    ema_decay: float = 0.999
+    eval_samples: int = 500
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+
+    def validate(self) -> "TextGANConfig":
+        _check_positive_fields(self, "z_dim", "ch", "text_dim", "batch_size", "steps", "lr_g", "lr_d", "eval_samples",
+                               "log_every", "ckpt_every")
+        if self.discriminator not in ("projection", "concat"):
+            raise ValueError(f"config {self.name!r}: discriminator must be 'projection' or 'concat', "
+                             f"not {self.discriminator!r}")
+        if not 0 <= self.two_objects <= 1 or self.interpolation_weight < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"config {self.name!r}: two_objects and ema_decay must be in [0, 1], "
+                             f"interpolation_weight >= 0")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_positive_fields(cfg, *fields: str) -> None:
+    for f in fields:
+        if not getattr(cfg, f) > 0:
+            raise ValueError(f"config {cfg.name!r}: {f} must be positive, not {getattr(cfg, f)}")
+
+
+_TEXT2IMG = [ProbeConfig("shapes-probe"),
+             TextGANConfig("shapes-text2img", discriminator="projection"),
+             TextGANConfig("shapes-text2img-concat", discriminator="concat")]
+CONFIGS.update({c.name: c for c in _TEXT2IMG})
+# GPU-sized: 4x batch, wider nets, longer (the shipped checkpoints use the CPU recipes above)
+CONFIGS.update({c.name + "-gpu": dataclasses.replace(c, name=c.name + "-gpu", batch_size=256, ch=64, steps=3 * c.steps,
+                                                      lr_g=2 * c.lr_g, lr_d=2 * c.lr_d)
+                for c in _TEXT2IMG if isinstance(c, TextGANConfig)})
+# ------------------------------------------------------------------------------------------- end of text to image

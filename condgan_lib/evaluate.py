@@ -17,6 +17,12 @@ from . import hub, metrics
 
 TOLERANCE = {"fid": 0.5, "kid": 0.05, "precision": 0.01, "recall": 0.01, "condition_accuracy": 0.005,
              "min_class_recall": 0.02}
+# attribute probe and text-to-image GAN of the text-to-image chapter (condgan_lib.text2img.recompute_metrics)
+TEXT2IMG_KINDS = ("AttributeProbe", "TextToImageGenerator")
+TOLERANCE.update({f"{prefix}_{k}": 0.01 for prefix in ("test", "heldout", "real_test", "real_heldout")
+                  for k in ("shape", "colour", "size", "position", "all")})
+TOLERANCE.update({f"{prefix}_{k}": 0.01 for prefix in ("two_object", "real_two_object")
+                  for k in ("objects", "swapped", "attribute_bag", "binding", "relation", "two_objects_drawn")})
 
 
 def generator_names() -> list[str]:
@@ -27,6 +33,9 @@ def generator_names() -> list[str]:
 def recompute(name: str) -> dict:
     """The manifest's metrics of generator ``name``, computed again with the manifest's sample size."""
     entry = hub.read_manifest()[name]
+    if entry["kind"] in TEXT2IMG_KINDS:
+        from .text2img import recompute_metrics
+        return recompute_metrics(name, entry)
     n = entry["metrics"].get("n", 2000)
     return metrics.evaluate_generator(hub.load_pretrained(name), entry["config"]["dataset"], n=n)
 
@@ -55,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     entry = hub.read_manifest()[args.name]
+    if entry["kind"] in TEXT2IMG_KINDS:
+        measured = recompute(args.name)
+        print(json.dumps({"name": args.name, "measured": measured}, indent=1))
+        problems = compare(entry["metrics"], measured)
+        if args.check:
+            print(json.dumps({"reproduces": not problems, "problems": problems}, indent=1))
+            return 1 if problems else 0
+        if args.record:
+            record(args.name, measured)
+        return 0
     dataset = entry["config"]["dataset"]
     n = args.n or entry["metrics"].get("n", 2000)
     measured = metrics.evaluate_generator(hub.load_pretrained(args.name), dataset, n=n)

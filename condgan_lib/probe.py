@@ -38,7 +38,8 @@ class AttributeProbe(nn.Module):
     def __init__(self, ch: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, ch, 4, 2, 1), nn.ReLU(),               # 16x16
+            nn.Conv2d(3, ch // 2, 3, 1, 1), nn.ReLU(),          # 32x32: edges and corners of small shapes
+            nn.Conv2d(ch // 2, ch, 4, 2, 1), nn.ReLU(),         # 16x16
             nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.ReLU(),          # 8x8
             nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1), nn.ReLU(),      # 4x4
             nn.Flatten(), nn.Linear(4 * ch * 16, 128), nn.ReLU())

@@ -122,8 +122,8 @@ def grammar_words() -> set[str]:
 
 COLOUR_RGB = torch.tensor([[0.90, 0.15, 0.15], [0.15, 0.75, 0.20], [0.20, 0.35, 0.95], [0.95, 0.85, 0.15],
                            [0.65, 0.25, 0.85]])
-SIZE_RANGE = ((3.5, 4.5), (6.0, 7.0))        # half-width in pixels of small and big objects
-JITTER = (2.5, 1.0)                           # how far (pixels) a small / big object may move from its quadrant centre
+SIZE_RANGE = ((4.0, 5.0), (6.5, 7.5))        # half-width in pixels of small and big objects
+JITTER = (2.0, 0.5)                           # how far (pixels) a small / big object may move from its quadrant centre
 BACKGROUND = 0.08
 
 

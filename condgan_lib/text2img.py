@@ -1,0 +1,359 @@
+"""A text-conditional GAN in the spirit of GAN-INT-CLS (Reed et al., 2016), on the scenes of ``condgan_lib.shapes``.
+
+- ``TextToImageGenerator``: caption -> frozen ``TextEncoder`` -> sentence embedding ``t``; ``[z; t]`` -> linear ->
+  ``[4ch, 4, 4]`` -> three up-sampling blocks to ``[3, 32, 32]``. ``t`` enters twice: in the first layer (so it can
+  decide *where* things go) and through text-conditional batch norm after every block (so it can decide *what*
+  they look like). ``generate(captions, seed)`` returns ``[N, 3, 32, 32]`` in [0, 1].
+- Two matching-aware discriminators: ``ProjectionTextDiscriminator`` scores ``psi(phi(x)) + <W t, phi(x)>``
+  (Miyato & Koyama, 2018) and ``ConcatTextDiscriminator`` concatenates ``t``, replicated spatially, to the 4x4
+  image features (Reed et al.). Both are spectrally normalised and trained with the hinge loss.
+- The matching-aware loss (GAN-CLS): a real image with a *mismatched* caption counts as fake, so D must check the
+  caption, not only realism. Interpolation (GAN-INT): G is also scored on embeddings halfway between two captions.
+- The text encoder is pre-trained to predict each caption's attributes (``pretrain_text_encoder``), then frozen,
+  as Reed et al. pre-train their text encoder with class-level supervision before training the GAN.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+from torch.optim.swa_utils import AveragedModel
+from tqdm.auto import tqdm
+
+from . import hub, losses
+from .probe import EVAL_SEED, attribute_accuracy, binding_metrics
+from .shapes import ATTRIBUTES, RELATIONS, sample_batch
+from .text import VOCAB, TextEncoder
+
+# -------------------------------------------------------------------------------------------------- the text side
+
+
+class CaptionAttributeHeads(nn.Module):
+    """Linear read-outs of a sentence embedding: what the caption says about each object and their relation."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        sizes = {k: len(v) for k, v in ATTRIBUTES.items()}
+        self.first = nn.ModuleDict({k: nn.Linear(dim, n) for k, n in sizes.items()})
+        self.second = nn.ModuleDict({k: nn.Linear(dim, sizes[k]) for k in ("shape", "colour", "size")})
+        self.relation = nn.Linear(dim, len(RELATIONS) + 1)      # the last class: "one object"
+
+    def loss(self, t: torch.Tensor, batch) -> torch.Tensor:
+        """Cross-entropy of every read-out; the first object's position is a target only in one-object scenes."""
+        first, second, two = batch.attributes, batch.second_attributes, batch.two_object
+        total = sum(F.cross_entropy(self.first[k](t), first[:, i]) for i, k in enumerate(("shape", "colour", "size")))
+        position = torch.where(two, torch.full_like(first[:, 3], -1), first[:, 3])
+        total = total + F.cross_entropy(self.first["position"](t), position, ignore_index=-1)
+        if two.any():
+            total = total + sum(F.cross_entropy(self.second[k](t[two]), second[two, i])
+                                for i, k in enumerate(("shape", "colour", "size")))
+        relation = torch.where(two, batch.relations, torch.full_like(batch.relations, len(RELATIONS)))
+        return total + F.cross_entropy(self.relation(t), relation)
+
+
+def pretrain_text_encoder(encoder: TextEncoder, steps: int = 600, batch_size: int = 128, lr: float = 3e-3,
+                          seed: int = 0, two_objects: float = 0.5, progress: bool = True) -> dict:
+    """Train ``encoder`` to predict its captions' attributes (train split only); returns the final accuracies."""
+    heads = CaptionAttributeHeads(encoder.dim)
+    opt = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=lr)
+    encoder.train()
+    for step in tqdm(range(steps), desc="text encoder", disable=not progress):
+        batch = sample_batch(batch_size, seed=seed * 1_000_003 + 500_000 + step, split="train",
+                             two_objects=two_objects)
+        loss = heads.loss(encoder(VOCAB.encode(batch.captions)), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    encoder.eval()
+    with torch.no_grad():
+        accs = {}
+        for split in ("test", "heldout"):
+            batch = sample_batch(1000, EVAL_SEED, split)
+            t = encoder(VOCAB.encode(batch.captions))
+            hits = [(heads.first[k](t).argmax(1) == batch.attributes[:, i]).float().mean() for i, k in
+                    enumerate(ATTRIBUTES)]
+            accs[split] = round(float(torch.stack(hits).min()), 4)
+    return {"text_loss": round(float(loss.detach()), 4), "caption_accuracy_test": accs["test"],
+            "caption_accuracy_heldout": accs["heldout"]}
+
+
+# ------------------------------------------------------------------------------------------------- the generator
+
+
+class TextConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose per-channel scale and shift are linear functions of the sentence embedding."""
+
+    def __init__(self, channels: int, text_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(text_dim, channels)
+        self.bias = nn.Linear(text_dim, channels)
+        for layer in (self.gain, self.bias):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * (1 + self.gain(t))[:, :, None, None] + self.bias(t)[:, :, None, None]
+
+
+class TextToImageGenerator(nn.Module):
+    """``G(z, t)``: noise and a sentence embedding -> a 32x32 RGB image in [-1, 1]; holds its frozen text encoder."""
+
+    def __init__(self, z_dim: int = 32, ch: int = 32, text_dim: int = 64, vocab_size: int = len(VOCAB),
+                 word_dim: int = 32, hidden: int = 64):
+        super().__init__()
+        self.z_dim, self.text_dim = z_dim, text_dim
+        self.text_encoder = TextEncoder(vocab_size, text_dim, word_dim, hidden)
+        self.fc = nn.Linear(z_dim + text_dim, 4 * ch * 4 * 4)
+        widths = [4 * ch, 2 * ch, ch, ch]
+        self.norms = nn.ModuleList([TextConditionalBatchNorm2d(w, text_dim) for w in widths])
+        self.ups = nn.ModuleList([nn.ConvTranspose2d(a, b, 4, 2, 1) for a, b in zip(widths, widths[1:])])
+        self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from latents ``z`` [N, z_dim] and sentence embeddings ``t`` [N, text_dim]."""
+        h = self.fc(torch.cat([z, t], 1)).view(len(z), -1, 4, 4)
+        for norm, up in zip(self.norms, self.ups):
+            h = up(F.relu(norm(h, t)))                          # 4 -> 8 -> 16 -> 32
+        return torch.tanh(self.to_rgb(F.relu(self.norms[-1](h, t))))
+
+    @torch.no_grad()
+    def embed(self, captions: list[str]) -> torch.Tensor:
+        """Sentence embeddings ``[N, text_dim]`` of captions (clear errors for unknown words or empty captions)."""
+        return self.text_encoder.encode_captions(captions)
+
+    @torch.no_grad()
+    def generate_from_embeddings(self, t: torch.Tensor, seed: int | None = None,
+                                 z: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from sentence embeddings (e.g. interpolated ones) and seeded (or given) noise."""
+        from .models import _noise
+        device = self.fc.weight.device
+        z = _noise(len(t), self.z_dim, seed, device) if z is None else z.to(device)
+        return (self(z, t.to(device)).float() + 1) / 2
+
+    @torch.no_grad()
+    def generate(self, captions: list[str], seed: int | None = None) -> torch.Tensor:
+        """``[N, 3, 32, 32]`` images in [0, 1], one per caption; the same seed gives the same images."""
+        return self.generate_from_embeddings(self.embed(captions), seed)
+
+
+# --------------------------------------------------------------------------------------------- the discriminators
+
+
+def _image_trunk(ch: int) -> nn.Sequential:
+    """Three strided, spectrally normalised convolutions: ``[3, 32, 32]`` -> ``[4ch, 4, 4]``."""
+    return nn.Sequential(spectral_norm(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
+                         spectral_norm(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
+                         spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1)), nn.LeakyReLU(0.2))
+
+
+class ProjectionTextDiscriminator(nn.Module):
+    """``D(x, t) = psi(phi(x)) + <W t, phi(x)>``; ``phi`` keeps the 4x4 layout (flattened) because position matters."""
+
+    def __init__(self, ch: int = 32, text_dim: int = 64):
+        super().__init__()
+        self.trunk = _image_trunk(ch)
+        self.head = spectral_norm(nn.Linear(4 * ch * 16, 1))
+        self.project = spectral_norm(nn.Linear(text_dim, 4 * ch * 16, bias=False))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        phi = self.trunk(x).flatten(1)
+        return self.head(phi).squeeze(1) + (self.project(t) * phi).sum(1)
+
+
+class ConcatTextDiscriminator(nn.Module):
+    """Reed et al.'s discriminator: ``t`` (compressed) replicated over the 4x4 map, concatenated, then 1x1 and 4x4 convs."""
+
+    def __init__(self, ch: int = 32, text_dim: int = 64):
+        super().__init__()
+        self.trunk = _image_trunk(ch)
+        self.compress = spectral_norm(nn.Linear(text_dim, ch))
+        self.joint = nn.Sequential(spectral_norm(nn.Conv2d(5 * ch, 4 * ch, 1)), nn.LeakyReLU(0.2),
+                                   spectral_norm(nn.Conv2d(4 * ch, 1, 4)))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(x)
+        text = F.leaky_relu(self.compress(t), 0.2)[:, :, None, None].expand(-1, -1, *h.shape[2:])
+        return self.joint(torch.cat([h, text], 1)).flatten()
+
+
+DISCRIMINATORS = {"projection": ProjectionTextDiscriminator, "concat": ConcatTextDiscriminator}
+
+
+# ------------------------------------------------------------------------------------------------------- the losses
+
+
+def matching_aware_d_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, t: torch.Tensor,
+                          t_wrong: torch.Tensor) -> torch.Tensor:
+    """GAN-CLS with the hinge: real+right caption is real; real+wrong caption and fake+right caption are fake (1/2 each)."""
+    return (F.relu(1 - D(real, t)).mean()
+            + 0.5 * F.relu(1 + D(real, t_wrong)).mean()
+            + 0.5 * F.relu(1 + D(fake, t)).mean())
+
+
+def interpolate_embeddings(t: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
+    """GAN-INT: ``beta * t_i + (1 - beta) * t_{i+1}``, points between the captions of a batch and their neighbours."""
+    return beta * t + (1 - beta) * t.roll(1, 0)
+
+
+def text_gan_step(G, D, opt_g, opt_d, real: torch.Tensor, t: torch.Tensor, z: torch.Tensor, z_int: torch.Tensor,
+                  interpolation_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step: D on (real, right), (real, wrong) and (fake, right); then G on its fakes and on interpolations."""
+    t_wrong = t.roll(1, 0)                                      # another scene's caption
+    fake = G(z, t)
+    d_loss = matching_aware_d_loss(D, real, fake.detach(), t, t_wrong)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    g_loss = losses.hinge_g_loss(D(fake, t))
+    if interpolation_weight > 0:
+        t_int = interpolate_embeddings(t[:len(z_int)])
+        g_loss = g_loss + interpolation_weight * losses.hinge_g_loss(D(G(z_int, t_int), t_int))
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    return d_loss.detach(), g_loss.detach()
+
+
+# ---------------------------------------------------------------------------------------------------- measuring
+
+
+@torch.no_grad()
+def evaluate_alignment(G: TextToImageGenerator, probe, n: int = 500) -> dict:
+    """Probe-read alignment of ``G`` for fixed held-out captions: one-object test and held-out, two-object binding."""
+    G.eval()
+    out: dict = {"n": n}
+    for split in ("test", "heldout"):
+        batch = sample_batch(n, EVAL_SEED, split)
+        acc = attribute_accuracy(probe, G.generate(batch.captions, seed=EVAL_SEED), batch.attributes)
+        out.update({f"{split}_{k}": round(v, 4) for k, v in acc.items()})
+    pairs = sample_batch(n, EVAL_SEED, "test", two_objects=1.0)
+    bind = binding_metrics(probe, G.generate(pairs.captions, seed=EVAL_SEED), pairs)
+    out.update({f"two_object_{k}": round(v, 4) for k, v in bind.items()})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- training
+
+
+def build_text_gan(cfg) -> tuple[TextToImageGenerator, nn.Module, dict]:
+    """Generator, discriminator and the generator's constructor arguments for a ``TextGANConfig``."""
+    g_kwargs = {"z_dim": cfg.z_dim, "ch": cfg.ch, "text_dim": cfg.text_dim}
+    return TextToImageGenerator(**g_kwargs), DISCRIMINATORS[cfg.discriminator](cfg.ch, cfg.text_dim), g_kwargs
+
+
+def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resume: bool = False,
+                   progress: bool = True, keep_checkpoints: int = 3) -> dict:
+    """Pre-train the text encoder, then train the GAN; atomic checkpoints in ``out/checkpoints`` and ``--resume``."""
+    from .train import checkpoints_in, ema_avg_fn, load_latest_checkpoint  # train.py imports this module
+
+    out = Path(out or Path("runs") / cfg.name)
+    torch.manual_seed(cfg.seed)
+    G, D, g_kwargs = build_text_gan(cfg)
+    text_metrics = {}
+    start, history, wall_before = 0, [], 0.0
+    state = load_latest_checkpoint(out) if resume else None
+    if resume and state is None:
+        print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0", file=sys.stderr)
+    if state is not None and {k: v for k, v in state["config"].items() if k not in ("steps", "ckpt_every")} != \
+            {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in ("steps", "ckpt_every")}:
+        raise ValueError(f"--resume: the checkpoint in {out} was written with a different config; "
+                         f"use the same options or another --out")
+    t0 = time.perf_counter()
+    if state is None:
+        text_metrics = pretrain_text_encoder(G.text_encoder, cfg.text_pretrain_steps, seed=cfg.seed,
+                                             progress=progress)
+    G.text_encoder.requires_grad_(False)
+    G, D = G.to(device), D.to(device)
+    g_params = [p for n, p in G.named_parameters() if not n.startswith("text_encoder.")]
+    opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    ema = AveragedModel(G, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    if state is not None:
+        G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
+        opt_g.load_state_dict(state["opt_g"]), opt_d.load_state_dict(state["opt_d"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        noise_gen.set_state(state["noise"])
+        start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
+        text_metrics = state["text_metrics"]
+        print(f"resumed {cfg.name} from step {start}")
+    G.text_encoder.eval()                                       # frozen: no dropout, fixed embeddings
+    n_int = cfg.batch_size // 2
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
+    for step in bar:
+        G.train(), D.train()
+        G.text_encoder.eval()
+        # the batch at each step is a function of (seed, step): a resumed run sees the same scenes
+        batch = sample_batch(cfg.batch_size, seed=cfg.seed * 1_000_003 + step, split="train",
+                             two_objects=cfg.two_objects)
+        with torch.no_grad():
+            t = G.text_encoder(VOCAB.encode(batch.captions).to(device))
+        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise_gen).to(device)
+        z_int = torch.randn(n_int, cfg.z_dim, generator=noise_gen).to(device)
+        d_loss, g_loss = text_gan_step(G, D, opt_g, opt_d, batch.images.to(device) * 2 - 1, t, z, z_int,
+                                       cfg.interpolation_weight)
+        if ema is not None:
+            ema.update_parameters(G)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            d_val, g_val = d_loss.item(), g_loss.item()
+            if not (math.isfinite(d_val) and math.isfinite(g_val)):
+                from .train import NonFiniteLossError
+                raise NonFiniteLossError(f"{cfg.name}: non-finite loss at step {step + 1}; training stopped. The last "
+                                         f"good checkpoint in {out / 'checkpoints'} is intact: --resume after a fix.")
+            history.append({"step": step + 1, "d_loss": round(d_val, 4), "g_loss": round(g_val, 4)})
+            bar.set_postfix(D=f"{d_val:.3f}", G=f"{g_val:.3f}")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            ckpt = {"step": step + 1, "config": json.loads(json.dumps(cfg.to_dict())), "G": G.state_dict(),
+                    "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else {}, "history": json.dumps(history),
+                    "wall_time_s": wall_before + time.perf_counter() - t0, "noise": noise_gen.get_state(),
+                    "text_metrics": text_metrics}
+            hub.atomic_save(ckpt, out / "checkpoints" / f"step_{step + 1:07d}.pt")
+            for old in checkpoints_in(out)[keep_checkpoints:]:
+                old.unlink(missing_ok=True)
+    bar.close()
+    final = (ema.module if ema is not None else G).float().eval().cpu()
+    return {"model": final, "g_kwargs": g_kwargs, "steps": cfg.steps, "history": history,
+            "wall_time_s": round(wall_before + time.perf_counter() - t0, 1), "text_metrics": text_metrics}
+
+
+def run_text_gan(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
+    """The trainer of ``TextGANConfig`` for ``python -m condgan_lib.train`` (see the contract above ``TRAINERS``)."""
+    result = train_text_gan(cfg, device=device, out=out, resume=resume, progress=progress)
+    measured = {}
+    if evaluate:
+        from .probe import load_probe
+        try:
+            probe = load_probe()
+        except (ValueError, hub.CheckpointError) as exc:
+            print(f"no shipped probe, alignment not measured: {exc}", file=sys.stderr)
+        else:
+            measured = {**evaluate_alignment(result["model"], probe, n=cfg.eval_samples), **result["text_metrics"]}
+    return {"model": result["model"], "kwargs": result["g_kwargs"], "steps": result["steps"],
+            "wall_time_s": result["wall_time_s"], "history": result["history"], "metrics": measured}
+
+
+def run_probe(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
+    """The trainer of ``ProbeConfig`` for ``python -m condgan_lib.train``."""
+    from .probe import run_probe_training
+    return run_probe_training(cfg, progress=progress)
+
+
+
+def recompute_metrics(name: str, entry: dict) -> dict:
+    """The manifest metrics of a shipped probe or text-to-image generator, measured again (``evaluate --check``)."""
+    from .probe import evaluate_probe, load_probe
+    model = hub.load_pretrained(name)
+    n = entry["metrics"].get("n", 500)
+    if entry["kind"] == "AttributeProbe":
+        return evaluate_probe(model, n=n)
+    return evaluate_alignment(model, load_probe(), n=n)
