@@ -1,21 +1,35 @@
 """Benchmark of the training step, printed as ratios against a plain loop run in the same process.
 
-    python -m condgan_lib.bench [--config mnist-projection] [--steps 200] [--skip-accuracy] [--device auto]
+    python -m condgan_lib.bench [--config mnist-projection] [--steps 100] [--budget-s 300] [--processes 2]
+                                [--skip-accuracy] [--device auto] [--threads T] [--out FILE]
 
 1. Images/s of the library's ``gan_step`` against a plain eager loop of the same model written out below
    (ratio >= 1.0 means the library's abstractions cost nothing).
-2. Wall time from scratch until the EMA generator reaches the target condition accuracy (default 98 %).
-3. Peak memory (resident set on CPU; allocated on CUDA).
-4. On CUDA only: eager fp32 vs bf16 autocast + channels_last vs ``torch.compile``, each as a ratio to eager fp32.
+2. On CUDA only: eager fp32 vs bf16 autocast + channels_last vs ``torch.compile``, each as a ratio to eager fp32.
+3. With ``--processes N``: images/s of the training command in one process and in N data-parallel processes
+   (``torchrun``; gloo on the CPU, NCCL on GPUs), as a ratio.
+4. Wall time of training from scratch until the EMA generator reaches the target condition accuracy (default 98 %),
+   or, when the time budget runs out first, the accuracy reached within it.
+5. Peak memory (resident set on CPU; allocated on CUDA).
+
+``--out FILE`` also writes the printed table to FILE, headed by the command, commit and hardware.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import json
+import os
 import resource
+import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +37,7 @@ import torch.nn.functional as F
 from . import hub, metrics
 from .configs import get_config
 from .data import load_images
-from .train import build_models, gan_step, resolve_device, train_gan
+from .train import build_models, gan_step, git_commit, hardware, resolve_device, train_gan
 
 
 def plain_loop(G, D, opt_g, opt_d, batches, steps: int, z_dim: int, device: str) -> float:
@@ -71,38 +85,76 @@ def _fresh(cfg, device, channels_last=False):
             torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas))
 
 
-def step_throughput(cfg, device: str, steps: int, repeats: int = 3) -> tuple[float, float]:
-    """Median images/s of the plain loop and of the library step, alternated ``repeats`` times."""
+def step_throughput(cfg, device: str, steps: int, rounds: int = 10) -> tuple[float, float]:
+    """Images/s of the plain loop and of the library step over the same ``steps`` batches.
+
+    The two loops alternate in ``rounds`` chunks (plain, library, plain, ...), each continuing its own models, so a
+    change in the machine's load during the measurement affects both alike.
+    """
     data = load_images(cfg.dataset, "train")
     gen = torch.Generator().manual_seed(0)
     idx = [torch.randint(0, len(data.labels), (cfg.batch_size,), generator=gen) for _ in range(steps + 5)]
     batches = [((data.images[i] * 2 - 1).to(device), data.labels[i].to(device)) for i in idx]
-    plain, lib = [], []
-    for _ in range(repeats):
-        G, D, og, od = _fresh(cfg, device)
-        plain_loop(G, D, og, od, batches, 5, cfg.z_dim, device)  # warm-up
-        plain.append(plain_loop(G, D, og, od, batches, steps, cfg.z_dim, device))
-        G, D, og, od = _fresh(cfg, device)
-        library_loop(cfg, G, D, og, od, batches, 5, device)
-        lib.append(library_loop(cfg, G, D, og, od, batches, steps, device))
-    return sorted(plain)[len(plain) // 2], sorted(lib)[len(lib) // 2]
+    plain_models, lib_models = _fresh(cfg, device), _fresh(cfg, device)
+    plain_loop(*plain_models, batches, 5, cfg.z_dim, device)  # warm-up
+    library_loop(cfg, *lib_models, batches, 5, device)
+    chunk = max(1, steps // rounds)
+    seconds = {"plain": 0.0, "library": 0.0}
+    images = 0
+    for r in range(0, steps, chunk):
+        part = batches[r:r + chunk]
+        seconds["plain"] += len(part) * cfg.batch_size / plain_loop(*plain_models, part, len(part), cfg.z_dim, device)
+        seconds["library"] += len(part) * cfg.batch_size / library_loop(cfg, *lib_models, part, len(part), device)
+        images += len(part) * cfg.batch_size
+    return images / seconds["plain"], images / seconds["library"]
 
 
-def time_to_accuracy(cfg, device: str, target: float, check_every: int = 250) -> tuple[float | None, int]:
-    """Train from scratch in chunks; wall seconds (training only) until the EMA generator's condition accuracy
-    on 1000 samples reaches ``target``, and the step count (``None`` if never within ``cfg.steps``)."""
-    import tempfile
+def time_to_accuracy(cfg, device: str, target: float, budget_s: float = float("inf"),
+                     check_every: int = 250) -> dict:
+    """Train from scratch in chunks of ``check_every`` steps; after each, measure the EMA generator's condition
+    accuracy on 1000 samples. Stops at ``target``, at ``cfg.steps``, or once training has used ``budget_s`` seconds.
+
+    Returns ``{"reached": bool, "seconds": training wall time, "steps", "accuracy": the last measured}``; the
+    seconds count training only, not the accuracy checks.
+    """
     classifier = hub.load_pretrained(metrics.CLASSIFIER_FOR[cfg.dataset])
     labels = torch.arange(10).repeat_interleave(100)
     out = tempfile.mkdtemp(prefix="bench-")
+    result = {"reached": False, "seconds": 0.0, "steps": 0, "accuracy": float("nan")}
     for steps in range(check_every, cfg.steps + 1, check_every):
         run = dataclasses.replace(cfg, steps=steps, ckpt_every=check_every, eval_every=10 ** 9)
-        result = train_gan(run, device=device, out=out, resume=steps > check_every, progress=False)
-        acc = metrics.condition_accuracy(classifier, result["model"].generate(labels, seed=0), labels)
-        print(f"  step {steps:5d}  {result['wall_time_s']:7.1f} s  condition accuracy {acc:.3f}", flush=True)
-        if acc >= target:
-            return result["wall_time_s"], steps
-    return None, cfg.steps
+        trained = train_gan(run, device=device, out=out, resume=steps > check_every, progress=False)
+        acc = metrics.condition_accuracy(classifier, trained["model"].generate(labels, seed=0), labels)
+        result = {"reached": acc >= target, "seconds": trained["wall_time_s"], "steps": steps, "accuracy": acc}
+        print(f"  step {steps:5d}  {trained['wall_time_s']:7.1f} s  condition accuracy {acc:.3f}", flush=True)
+        if acc >= target or trained["wall_time_s"] >= budget_s:
+            break
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def data_parallel_throughput(cfg, device: str, processes: int, steps: int, threads: int) -> dict:
+    """Images/s of ``python -m condgan_lib.train`` in one process and under ``torchrun`` with ``processes`` ranks.
+
+    Both train ``cfg`` (same global batch) for ``steps`` steps with ``threads`` CPU threads per process, no
+    evaluation and one checkpoint; images/s = steps x global batch / the run's recorded training wall time.
+    """
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    common = ["--config", cfg.name, "--steps", str(steps), "--device", device.split(":")[0], "--threads", str(threads),
+              "--no-progress", "--no-eval", "--set", f"eval_every={10 ** 9}", "--set", f"ckpt_every={10 ** 9}"]
+    rates = {}
+    for n in (1, processes):
+        out = tempfile.mkdtemp(prefix="bench-ddp-")
+        launch = ([sys.executable, "-m", "condgan_lib.train"] if n == 1 else
+                  [torchrun, "--standalone", "--nproc_per_node", str(n), "-m", "condgan_lib.train"])
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run([*launch, *common, "--out", out], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(launch)} failed:\n{done.stderr[-2000:]}")
+        entry = json.loads((Path(out) / f"{cfg.name}.manifest_entry.json").read_text())
+        rates[n] = steps * cfg.batch_size / entry["wall_time_s"]
+        shutil.rmtree(out, ignore_errors=True)
+    return rates
 
 
 def peak_memory_mb(device: str) -> float:
@@ -111,29 +163,80 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _Tee:
+    """Write to the terminal and keep a copy (for ``--out``)."""
+
+    def __init__(self, stream):
+        self.stream, self.lines = stream, []
+
+    def write(self, text: str) -> int:
+        self.lines.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m condgan_lib.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="mnist-projection")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=100, help="steps per throughput measurement")
     parser.add_argument("--target", type=float, default=0.98, help="condition accuracy to reach")
+    parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds allowed to reach the target")
     parser.add_argument("--skip-accuracy", action="store_true", help="skip the time-to-accuracy run")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also compare the training command in 1 and in N data-parallel processes")
+    parser.add_argument("--ddp-steps", type=int, default=200, help="steps of each data-parallel measurement")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice)")
+    parser.add_argument("--out", help="also write the printed table to this file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        code = _bench(args, argv if argv is not None else sys.argv[1:])
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("".join(tee.lines))
+    return code
+
+
+def _bench(args, argv: list[str]) -> int:
     device = resolve_device(args.device)
     cfg = get_config(args.config)
+    started = time.perf_counter()
+    print("command:  python -m condgan_lib.bench " + " ".join(shlex.quote(a) for a in argv))
+    print(f"commit:   {git_commit()}    date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"hardware: {hardware(device)}, {os.cpu_count()} cores visible")
     print(f"device: {device}, threads: {torch.get_num_threads()}, torch {torch.__version__}, config {cfg.name}, "
           f"batch {cfg.batch_size}")
+    print(f"\n1. training step: {args.steps} steps on the same batches, the two loops alternating in chunks")
     plain, lib = step_throughput(cfg, device, args.steps)
     print(f"plain eager loop   {plain:9.0f} images/s")
     print(f"library gan_step   {lib:9.0f} images/s   ratio {lib / plain:.2f}")
     if device.startswith("cuda"):
+        print(f"\n2. precision and compilation on CUDA (batch 512, ch 64), {args.steps} steps each")
         cuda_variants(cfg, device, args.steps)
+    if args.processes > 1:
+        threads = torch.get_num_threads()
+        print(f"\n3. data parallel: the training command, {args.ddp_steps} steps, global batch {cfg.batch_size}, "
+              f"{threads} thread(s) per process")
+        rates = data_parallel_throughput(cfg, device, args.processes, args.ddp_steps, threads)
+        print(f"1 process          {rates[1]:9.0f} images/s")
+        print(f"{args.processes} processes        {rates[args.processes]:9.0f} images/s   "
+              f"ratio {rates[args.processes] / rates[1]:.2f}")
     if not args.skip_accuracy:
-        print(f"time from scratch to {args.target:.0%} condition accuracy ({cfg.name}):")
-        seconds, steps = time_to_accuracy(cfg, device, args.target)
-        print(f"reached after {steps} steps, {seconds:.1f} s of training" if seconds is not None
-              else f"not reached within {steps} steps")
-    print(f"peak memory        {peak_memory_mb(device):9.0f} MB")
+        print(f"\n4. training from scratch to {args.target:.0%} condition accuracy ({cfg.name}), "
+              f"time budget {args.budget_s:.0f} s of training")
+        r = time_to_accuracy(cfg, device, args.target, args.budget_s)
+        if r["reached"]:
+            print(f"reached {r['accuracy']:.3f} after {r['steps']} steps, {r['seconds']:.1f} s of training")
+        else:
+            print(f"not reached: {r['accuracy']:.3f} after {r['steps']} steps, {r['seconds']:.1f} s of training "
+                  f"(budget {args.budget_s:.0f} s, at most {cfg.steps} steps)")
+    print(f"\npeak memory        {peak_memory_mb(device):9.0f} MB")
+    print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
     return 0
 
 
