@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import html
 import http.server
+import math
 import os
 import re
 import shutil
@@ -36,8 +37,9 @@ SCREENSHOT_PAGES = {"book/intro.html": "intro.png", "book/conditional.html": "co
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Other hosts a page may ask for. They are blocked in the test, and the pages must pass every check without them:
-# the ipywidgets manager (views of live-kernel controls, inert in a static page) and the icon font of matplotlib's
-# animation player (the theme's own icons draw its buttons). Anything else fails the test.
+# the ipywidgets manager (views of live-kernel controls, inert in a static page; the page "Explore the generator in
+# your browser" is their kernel-free counterpart) and an icon stylesheet that matplotlib's animation player links
+# (its buttons draw without it). Anything else fails the test.
 OPTIONAL_HOSTS = {"cdnjs.cloudflare.com", "cdn.jsdelivr.net", "maxcdn.bootstrapcdn.com"}
 # sphinx-thebe 0.3 writes its inline configuration script twice into every page; the second copy's `const` fails
 # and changes nothing (the first copy already set the same values). Any other script error fails the test.
@@ -234,6 +236,26 @@ def drawn(page, **expected):
     return page.evaluate(CANVAS_STATS)
 
 
+def js_latent(seed: int, dim: int = 64) -> list[float]:
+    """The page's latent for ``seed`` (explore.js: mulberry32 and Box-Muller), computed here in Python."""
+    a = (seed + 1) & 0xFFFFFFFF
+
+    def rand() -> float:
+        nonlocal a
+        a = (a + 0x6D2B79F5) & 0xFFFFFFFF
+        t = ((a ^ (a >> 15)) * (a | 1)) & 0xFFFFFFFF
+        t ^= (t + ((t ^ (t >> 7)) * (t | 61))) & 0xFFFFFFFF
+        return ((t ^ (t >> 14)) & 0xFFFFFFFF) / 4294967296
+
+    def gaussian() -> float:
+        u = 0.0
+        while u == 0.0:
+            u = rand()
+        return math.sqrt(-2 * math.log(u)) * math.cos(2 * math.pi * rand())
+
+    return [gaussian() for _ in range(dim)]
+
+
 def test_generator_runs_in_the_page(page, server):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     open_page(page, server + "book/explore.html")
@@ -241,6 +263,16 @@ def test_generator_runs_in_the_page(page, server):
     assert len(first) == 13
     assert all(img["std"] > 20 for img in first), f"a blank image: {first}"   # digits, not flat grey
     assert first[0]["hash"] == first[3 + 3]["hash"], "the sample differs from class 3 of the sweep row"
+    # the page runs the real generator: its sample equals onnxruntime's output here for the same latent and class
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    shown = np.array(page.evaluate("() => Array.from(document.getElementById('cg-sample').getContext('2d')"
+                                   ".getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))"))
+    onnx = ROOT / "book" / "_static" / "explore" / "mnist-projection.onnx"
+    (images,) = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(
+        None, {"z": np.array([js_latent(0)], dtype=np.float32), "class_weights": np.eye(10, dtype=np.float32)[[3]]})
+    expected = np.round(255 * np.clip(images.reshape(-1), 0, 1))
+    assert np.abs(shown - expected).max() <= 2, "the page's image differs from the ONNX generator's"
 
     page.focus("#cg-class")
     for _ in range(4):
