@@ -158,7 +158,7 @@ PAGE_CHECKS = """() => {
 def open_page(page, url):
     page.goto(url, wait_until="load")
     if page.evaluate("() => document.querySelectorAll('.math').length") > 0:
-        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=60_000)
         page.evaluate("() => MathJax.startup.promise.then(() => true)")
 
 
