@@ -161,10 +161,10 @@ class TextGANConfig:
     name: str
     discriminator: str = "projection"   # "projection" (Miyato & Koyama) or "concat" (Reed et al.)
     z_dim: int = 32
-    ch: int = 32
+    ch: int = 24
     text_dim: int = 64
-    text_pretrain_steps: int = 600      # the text encoder learns to predict caption attributes, then is frozen
-    batch_size: int = 64
+    text_pretrain_steps: int = 400      # the text encoder learns to predict caption attributes, then is frozen
+    batch_size: int = 32
     steps: int = 6000
     lr_g: float = 2e-4
     lr_d: float = 2e-4

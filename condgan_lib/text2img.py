@@ -1,9 +1,9 @@
 """A text-conditional GAN in the spirit of GAN-INT-CLS (Reed et al., 2016), on the scenes of ``condgan_lib.shapes``.
 
 - ``TextToImageGenerator``: caption -> frozen ``TextEncoder`` -> sentence embedding ``t``; ``[z; t]`` -> linear ->
-  ``[4ch, 4, 4]`` -> three up-sampling blocks to ``[3, 32, 32]``. ``t`` enters twice: in the first layer (so it can
-  decide *where* things go) and through text-conditional batch norm after every block (so it can decide *what*
-  they look like). ``generate(captions, seed)`` returns ``[N, 3, 32, 32]`` in [0, 1].
+  ``[4ch, 4, 4]`` -> two up-sampling blocks -> ``[3, 32, 32]``, tanh (DCGAN's layout). ``t`` enters twice: in the first
+  layer (so it can decide *where* things go) and through text-conditional batch norm before every up-sampling (so it
+  can decide *what* they look like). ``generate(captions, seed)`` returns ``[N, 3, 32, 32]`` in [0, 1].
 - Two matching-aware discriminators: ``ProjectionTextDiscriminator`` scores ``psi(phi(x)) + <W t, phi(x)>``
   (Miyato & Koyama, 2018) and ``ConcatTextDiscriminator`` concatenates ``t``, replicated spatially, to the 4x4
   image features (Reed et al.). Both are spectrally normalised and trained with the hinge loss.
@@ -112,17 +112,16 @@ class TextToImageGenerator(nn.Module):
         self.z_dim, self.text_dim = z_dim, text_dim
         self.text_encoder = TextEncoder(vocab_size, text_dim, word_dim, hidden)
         self.fc = nn.Linear(z_dim + text_dim, 4 * ch * 4 * 4)
-        widths = [4 * ch, 2 * ch, ch, ch]
-        self.norms = nn.ModuleList([TextConditionalBatchNorm2d(w, text_dim) for w in widths])
+        widths = [4 * ch, 2 * ch, ch, 3]
+        self.norms = nn.ModuleList([TextConditionalBatchNorm2d(w, text_dim) for w in widths[:-1]])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(a, b, 4, 2, 1) for a, b in zip(widths, widths[1:])])
-        self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z`` [N, z_dim] and sentence embeddings ``t`` [N, text_dim]."""
         h = self.fc(torch.cat([z, t], 1)).view(len(z), -1, 4, 4)
         for norm, up in zip(self.norms, self.ups):
             h = up(F.relu(norm(h, t)))                          # 4 -> 8 -> 16 -> 32
-        return torch.tanh(self.to_rgb(F.relu(self.norms[-1](h, t))))
+        return torch.tanh(h)
 
     @torch.no_grad()
     def embed(self, captions: list[str]) -> torch.Tensor:
@@ -163,9 +162,15 @@ class ProjectionTextDiscriminator(nn.Module):
         self.head = spectral_norm(nn.Linear(4 * ch * 16, 1))
         self.project = spectral_norm(nn.Linear(text_dim, 4 * ch * 16, bias=False))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        phi = self.trunk(x).flatten(1)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``phi(x)``: the image's features, computed once however many captions it is scored with."""
+        return self.trunk(x).flatten(1)
+
+    def score(self, phi: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.head(phi).squeeze(1) + (self.project(t) * phi).sum(1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(x), t)
 
 
 class ConcatTextDiscriminator(nn.Module):
@@ -178,10 +183,15 @@ class ConcatTextDiscriminator(nn.Module):
         self.joint = nn.Sequential(spectral_norm(nn.Conv2d(5 * ch, 4 * ch, 1)), nn.LeakyReLU(0.2),
                                    spectral_norm(nn.Conv2d(4 * ch, 1, 4)))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(x)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def score(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         text = F.leaky_relu(self.compress(t), 0.2)[:, :, None, None].expand(-1, -1, *h.shape[2:])
         return self.joint(torch.cat([h, text], 1)).flatten()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(x), t)
 
 
 DISCRIMINATORS = {"projection": ProjectionTextDiscriminator, "concat": ConcatTextDiscriminator}
@@ -193,8 +203,9 @@ DISCRIMINATORS = {"projection": ProjectionTextDiscriminator, "concat": ConcatTex
 def matching_aware_d_loss(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, t: torch.Tensor,
                           t_wrong: torch.Tensor) -> torch.Tensor:
     """GAN-CLS with the hinge: real+right caption is real; real+wrong caption and fake+right caption are fake (1/2 each)."""
-    return (F.relu(1 - D(real, t)).mean()
-            + 0.5 * F.relu(1 + D(real, t_wrong)).mean()
+    phi_real = D.features(real)                                 # the real images' features serve both captions
+    return (F.relu(1 - D.score(phi_real, t)).mean()
+            + 0.5 * F.relu(1 + D.score(phi_real, t_wrong)).mean()
             + 0.5 * F.relu(1 + D(fake, t)).mean())
 
 
@@ -270,6 +281,7 @@ def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resu
     if state is None:
         text_metrics = pretrain_text_encoder(G.text_encoder, cfg.text_pretrain_steps, seed=cfg.seed,
                                              progress=progress)
+        print(f"text encoder pre-trained: {text_metrics}", file=sys.stderr)
     G.text_encoder.requires_grad_(False)
     G, D = G.to(device), D.to(device)
     g_params = [p for n, p in G.named_parameters() if not n.startswith("text_encoder.")]
@@ -287,7 +299,7 @@ def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resu
         text_metrics = state["text_metrics"]
         print(f"resumed {cfg.name} from step {start}")
     G.text_encoder.eval()                                       # frozen: no dropout, fixed embeddings
-    n_int = cfg.batch_size // 2
+    n_int = max(1, cfg.batch_size // 4)                    # GAN-INT on a quarter batch: cheap, and enough
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
     for step in bar:
         G.train(), D.train()

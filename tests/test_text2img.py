@@ -1,0 +1,91 @@
+"""The text-conditional GAN and the attribute probe: the shipped generator's interface, the matching-aware loss worked
+by hand, training that resumes where it stopped, and a probe that reads real scenes and catches swapped colours."""
+import dataclasses
+
+import pytest
+import torch
+
+from condgan_lib import hub, probe, text2img
+from condgan_lib.configs import get_config
+from condgan_lib.shapes import sample_batch
+from condgan_lib.text import UnknownWordError
+
+SHIPPED = hub.list_pretrained()
+needs = lambda name: pytest.mark.skipif(name not in SHIPPED, reason=f"{name} is not shipped")  # noqa: E731
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@needs("shapes-text2img")
+def test_shipped_generator_turns_captions_into_images_reproducibly():
+    G = hub.load_pretrained("shapes-text2img")
+    captions = ["a small red circle in the top left", "a big green square to the right of a blue triangle"]
+    images = G.generate(captions, seed=0)
+    assert images.shape == (2, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+    assert torch.equal(images, G.generate(captions, seed=0))
+    assert not torch.equal(images, G.generate(captions, seed=1))
+    with pytest.raises(UnknownWordError, match="'hexagon'"):
+        G.generate(["a red hexagon"])
+
+
+def test_matching_aware_loss_by_hand():
+    scores = {"real_right": torch.tensor([2.0, 0.5]), "real_wrong": torch.tensor([-2.0, 0.0]),
+              "fake": torch.tensor([1.0, -1.5])}
+
+    class D:  # a stub that returns fixed scores for each kind of pair
+        features = staticmethod(lambda x: x)
+        score = staticmethod(lambda x, t: scores["fake"] if x is fake else
+                             scores["real_right"] if t is right else scores["real_wrong"])
+        __call__ = lambda self, x, t: self.score(x, t)  # noqa: E731
+
+    real, fake, right, wrong = torch.zeros(2, 1), torch.ones(2, 1), torch.zeros(2, 1), torch.ones(2, 1)
+    loss = text2img.matching_aware_d_loss(D(), real, fake, right, wrong)
+    # real+right: relu(1-2)=0, relu(1-0.5)=0.5 -> 0.25; real+wrong: relu(1-2)=0, relu(1+0)=1 -> 0.5; fake: 2, 0 -> 1
+    assert loss.item() == pytest.approx(0.25 + 0.5 * 0.5 + 0.5 * 1.0)
+
+
+def test_interpolation_ends_at_the_captions_and_passes_halfway():
+    t = torch.randn(4, 8)
+    assert torch.equal(text2img.interpolate_embeddings(t, beta=1.0), t)
+    assert torch.allclose(text2img.interpolate_embeddings(t, 0.5), (t + t.roll(1, 0)) / 2)
+
+
+@pytest.mark.parametrize("disc", ["projection", "concat"])
+def test_discriminators_score_each_image_caption_pair(disc):
+    D = text2img.DISCRIMINATORS[disc](ch=8, text_dim=16)
+    assert D(torch.randn(5, 3, 32, 32), torch.randn(5, 16)).shape == (5,)
+
+
+def test_training_resumes_from_its_last_checkpoint(tmp_path):
+    cfg = get_config("shapes-text2img", steps=4, batch_size=8, ch=4, z_dim=4, text_dim=8, text_pretrain_steps=2,
+                     ckpt_every=2, log_every=2, eval_samples=8)
+    full = text2img.train_text_gan(cfg, out=tmp_path / "full", progress=False)
+    text2img.train_text_gan(dataclasses.replace(cfg, steps=2), out=tmp_path / "cut", progress=False)
+    resumed = text2img.train_text_gan(cfg, out=tmp_path / "cut", resume=True, progress=False)
+    assert [h["step"] for h in resumed["history"]] == [2, 4]
+    for a, b in zip(full["model"].state_dict().values(), resumed["model"].state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+    with pytest.raises(ValueError, match="different config"):
+        text2img.train_text_gan(dataclasses.replace(cfg, lr_g=1e-3), out=tmp_path / "cut", resume=True,
+                                progress=False)
+
+
+@needs("shapes-probe")
+def test_the_probe_reads_real_scenes_and_catches_swapped_colours():
+    judge = probe.load_probe()
+    real = sample_batch(200, seed=11, split="test")
+    acc = probe.attribute_accuracy(judge, real.images, real.attributes)
+    assert min(acc.values()) > 0.97, acc
+    pairs = sample_batch(100, seed=11, split="test", two_objects=1.0)
+    assert probe.binding_metrics(judge, pairs.images, pairs)["objects"] > 0.95
+    first, second = pairs.attributes.clone(), pairs.second_attributes.clone()
+    first[:, 1], second[:, 1] = pairs.second_attributes[:, 1], pairs.attributes[:, 1]   # captions with colours swapped
+    swapped = dataclasses.replace(pairs, attributes=first, second_attributes=second)
+    measured = probe.binding_metrics(judge, pairs.images, swapped)
+    assert measured["swapped"] > 0.95 and measured["objects"] < 0.05 and measured["binding"] < 0.05
