@@ -18,13 +18,10 @@ from .data import sha256_of
 from .models import Generator, MLPGenerator
 from .probe import AttributeProbe
 from .text2img import TextToImageGenerator
-from .probe import AttributeProbe
-from .text2img import TextToImageGenerator
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 MANIFEST = "manifest.json"
 MODEL_CLASSES = {cls.__name__: cls for cls in (Generator, MLPGenerator, DomainClassifier)}
-MODEL_CLASSES.update({cls.__name__: cls for cls in (AttributeProbe, TextToImageGenerator)})
 MODEL_CLASSES.update({cls.__name__: cls for cls in (AttributeProbe, TextToImageGenerator)})
 
 
