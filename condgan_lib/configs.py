@@ -133,6 +133,113 @@ def get_config(name: str, **overrides):
     return dataclasses.replace(base, **overrides).validate()
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# CLIP and unCLIP in miniature (condgan_lib.clip, condgan_lib.unclip): the chapter "CLIP and DALL-E 2's real design".
+# The three models are trained in this order; the prior and the decoder read the shipped CLIP named by ``clip``.
+
+@dataclass
+class CLIPConfig:
+    """A small CLIP trained on captioned shapes with the symmetric contrastive loss and a learned temperature."""
+    name: str
+    embed_dim: int = 64               # the shared embedding space
+    ch: int = 16                      # base width of the image encoder
+    text_dim: int = 64                # width of the text encoder
+    init_temperature: float = 0.07    # CLIP's initial tau
+    train_size: int = 20000           # captioned images drawn once from the train split
+    batch_size: int = 128
+    steps: int = 1500
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    amp: str = "none"                 # kept for the command's --amp; these runs are float32
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+
+    def validate(self) -> "CLIPConfig":
+        _check_positive(self, "embed_dim", "ch", "text_dim", "init_temperature", "train_size", "batch_size", "steps",
+                        "lr", "log_every", "ckpt_every")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PriorConfig:
+    """unCLIP's diffusion prior in miniature: CLIP text embedding -> CLIP image embedding."""
+    name: str
+    clip: str = "shapes-clip"         # the shipped CLIP whose embeddings it maps
+    hidden: int = 512
+    depth: int = 3
+    timesteps: int = 100
+    train_size: int = 20000
+    batch_size: int = 256
+    steps: int = 3000
+    lr: float = 1e-3
+    amp: str = "none"
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 1000
+
+    def validate(self) -> "PriorConfig":
+        _check_positive(self, "hidden", "depth", "timesteps", "train_size", "batch_size", "steps", "lr", "log_every",
+                        "ckpt_every")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DecoderConfig:
+    """The decoder as a conditional GAN on CLIP image embeddings (LAFITE's idea): hinge loss, projection D, EMA."""
+    name: str
+    clip: str = "shapes-clip"
+    prior: str = "shapes-prior"       # used to measure the whole chain after training
+    z_dim: int = 32
+    ch: int = 16
+    embed_noise: float = 0.1          # LAFITE's perturbation of the image embeddings (0 disables it)
+    clip_weight: float = 0.0          # LAFITE's contrastive term on generated images (0 disables it; see the chapter)
+    train_size: int = 20000
+    batch_size: int = 64
+    steps: int = 2500
+    lr_g: float = 1e-3                # G learns 5x faster than D, as in the book's other GANs
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    ema_decay: float = 0.999
+    amp: str = "none"
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+
+    def validate(self) -> "DecoderConfig":
+        _check_positive(self, "z_dim", "ch", "train_size", "batch_size", "steps", "lr_g", "lr_d", "log_every",
+                        "ckpt_every")
+        if self.embed_noise < 0 or self.clip_weight < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"config {self.name!r}: embed_noise and clip_weight must be >= 0 and ema_decay in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_positive(cfg, *fields: str) -> None:
+    for f in fields:
+        if not getattr(cfg, f) > 0:
+            raise ValueError(f"config {cfg.name!r}: {f} must be positive, not {getattr(cfg, f)}")
+    if cfg.amp != "none":
+        raise ValueError(f"config {cfg.name!r}: amp must be 'none' for this model, not {cfg.amp!r}")
+
+
+_UNCLIP = [CLIPConfig("shapes-clip"), PriorConfig("shapes-prior"), DecoderConfig("shapes-decoder")]
+CONFIGS.update({c.name: c for c in _UNCLIP})
+# GPU-sized: larger batches and longer runs (the shipped checkpoints use the CPU recipes above)
+CONFIGS.update({c.name + "-gpu": dataclasses.replace(c, name=c.name + "-gpu", batch_size=4 * c.batch_size,
+                                                      steps=3 * c.steps, train_size=100000)
+                for c in _UNCLIP})
+# ------------------------------------------------------------------------------------------- end of CLIP and unCLIP
+
+
 # ----------------------------------------------------------------------------- text to image (chapter text_to_image)
 
 @dataclass

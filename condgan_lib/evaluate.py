@@ -17,6 +17,11 @@ from . import hub, metrics
 
 TOLERANCE = {"fid": 0.5, "kid": 0.05, "precision": 0.01, "recall": 0.01, "condition_accuracy": 0.005,
              "min_class_recall": 0.02}
+# CLIP, prior and decoder of the unCLIP chapter (condgan_lib.unclip.recompute_metrics measures them)
+UNCLIP_KINDS = ("CLIPModel", "DiffusionPrior", "EmbeddingConditionedGenerator")
+TOLERANCE.update({"recall_t2i@1": 0.01, "recall_t2i@5": 0.01, "recall_i2t@1": 0.01, "recall_i2t@5": 0.01,
+                  "zero_shot_mean": 0.01, "temperature": 1e-4, "prior_cosine": 0.01, "text_embedding_cosine": 0.005,
+                  "clip_score": 0.01, "clip_score_real": 0.005, "probe_all": 0.02})
 # attribute probe and text-to-image GAN of the text-to-image chapter (condgan_lib.text2img.recompute_metrics)
 TEXT2IMG_KINDS = ("AttributeProbe", "TextToImageGenerator")
 TOLERANCE.update({f"{prefix}_{k}": 0.01 for prefix in ("test", "heldout", "real_test", "real_heldout")
@@ -33,6 +38,9 @@ def generator_names() -> list[str]:
 def recompute(name: str) -> dict:
     """The manifest's metrics of generator ``name``, computed again with the manifest's sample size."""
     entry = hub.read_manifest()[name]
+    if entry["kind"] in UNCLIP_KINDS:
+        from .unclip import recompute_metrics
+        return recompute_metrics(name, entry)
     if entry["kind"] in TEXT2IMG_KINDS:
         from .text2img import recompute_metrics
         return recompute_metrics(name, entry)
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     entry = hub.read_manifest()[args.name]
-    if entry["kind"] in TEXT2IMG_KINDS:
+    if entry["kind"] in UNCLIP_KINDS + TEXT2IMG_KINDS:
         measured = recompute(args.name)
         print(json.dumps({"name": args.name, "measured": measured}, indent=1))
         problems = compare(entry["metrics"], measured)
