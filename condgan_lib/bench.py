@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import resource
@@ -85,11 +86,12 @@ def _fresh(cfg, device, channels_last=False):
             torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas))
 
 
-def step_throughput(cfg, device: str, steps: int, rounds: int = 10) -> tuple[float, float]:
-    """Images/s of the plain loop and of the library step over the same ``steps`` batches.
+def step_throughput(cfg, device: str, steps: int, rounds: int = 10) -> tuple[float, float, float]:
+    """Images/s of the plain loop and of the library step over the same ``steps`` batches, and their ratio.
 
-    The two loops alternate in ``rounds`` chunks (plain, library, plain, ...), each continuing its own models, so a
-    change in the machine's load during the measurement affects both alike.
+    The two loops alternate in ``rounds`` chunks (plain then library, then library then plain, ...), each continuing
+    its own models. Each is reported at its median chunk time, and the ratio is the median of the per-chunk ratios:
+    a burst of other load on the machine then changes one chunk, not the result.
     """
     data = load_images(cfg.dataset, "train")
     gen = torch.Generator().manual_seed(0)
@@ -99,14 +101,15 @@ def step_throughput(cfg, device: str, steps: int, rounds: int = 10) -> tuple[flo
     plain_loop(*plain_models, batches, 5, cfg.z_dim, device)  # warm-up
     library_loop(cfg, *lib_models, batches, 5, device)
     chunk = max(1, steps // rounds)
-    seconds = {"plain": 0.0, "library": 0.0}
-    images = 0
-    for r in range(0, steps, chunk):
+    plain, lib = [], []
+    for i, r in enumerate(range(0, steps - chunk + 1, chunk)):
         part = batches[r:r + chunk]
-        seconds["plain"] += len(part) * cfg.batch_size / plain_loop(*plain_models, part, len(part), cfg.z_dim, device)
-        seconds["library"] += len(part) * cfg.batch_size / library_loop(cfg, *lib_models, part, len(part), device)
-        images += len(part) * cfg.batch_size
-    return images / seconds["plain"], images / seconds["library"]
+        run_plain = lambda: plain.append(plain_loop(*plain_models, part, chunk, cfg.z_dim, device))  # noqa: E731
+        run_lib = lambda: lib.append(library_loop(cfg, *lib_models, part, chunk, device))  # noqa: E731
+        for run in ((run_plain, run_lib) if i % 2 == 0 else (run_lib, run_plain)):
+            run()
+    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return median(plain), median(lib), median([b / a for a, b in zip(plain, lib)])
 
 
 def time_to_accuracy(cfg, device: str, target: float, budget_s: float = float("inf"),
@@ -123,7 +126,8 @@ def time_to_accuracy(cfg, device: str, target: float, budget_s: float = float("i
     result = {"reached": False, "seconds": 0.0, "steps": 0, "accuracy": float("nan")}
     for steps in range(check_every, cfg.steps + 1, check_every):
         run = dataclasses.replace(cfg, steps=steps, ckpt_every=check_every, eval_every=10 ** 9)
-        trained = train_gan(run, device=device, out=out, resume=steps > check_every, progress=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # "resumed ..." is not part of the table
+            trained = train_gan(run, device=device, out=out, resume=steps > check_every, progress=False)
         acc = metrics.condition_accuracy(classifier, trained["model"].generate(labels, seed=0), labels)
         result = {"reached": acc >= target, "seconds": trained["wall_time_s"], "steps": steps, "accuracy": acc}
         print(f"  step {steps:5d}  {trained['wall_time_s']:7.1f} s  condition accuracy {acc:.3f}", flush=True)
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="steps per throughput measurement")
     parser.add_argument("--target", type=float, default=0.98, help="condition accuracy to reach")
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds allowed to reach the target")
+    parser.add_argument("--check-every", type=int, default=250, help="steps between accuracy checks")
     parser.add_argument("--skip-accuracy", action="store_true", help="skip the time-to-accuracy run")
     parser.add_argument("--processes", type=int, default=0,
                         help="also compare the training command in 1 and in N data-parallel processes")
@@ -211,10 +216,11 @@ def _bench(args, argv: list[str]) -> int:
     print(f"hardware: {hardware(device)}, {os.cpu_count()} cores visible")
     print(f"device: {device}, threads: {torch.get_num_threads()}, torch {torch.__version__}, config {cfg.name}, "
           f"batch {cfg.batch_size}")
-    print(f"\n1. training step: {args.steps} steps on the same batches, the two loops alternating in chunks")
-    plain, lib = step_throughput(cfg, device, args.steps)
+    print(f"\n1. training step: {args.steps} steps on the same batches, the two loops alternating in chunks of "
+          f"{max(1, args.steps // 10)}")
+    plain, lib, ratio = step_throughput(cfg, device, args.steps)
     print(f"plain eager loop   {plain:9.0f} images/s")
-    print(f"library gan_step   {lib:9.0f} images/s   ratio {lib / plain:.2f}")
+    print(f"library gan_step   {lib:9.0f} images/s   ratio {ratio:.2f} (median of the chunks' ratios)")
     if device.startswith("cuda"):
         print(f"\n2. precision and compilation on CUDA (batch 512, ch 64), {args.steps} steps each")
         cuda_variants(cfg, device, args.steps)
@@ -229,7 +235,7 @@ def _bench(args, argv: list[str]) -> int:
     if not args.skip_accuracy:
         print(f"\n4. training from scratch to {args.target:.0%} condition accuracy ({cfg.name}), "
               f"time budget {args.budget_s:.0f} s of training")
-        r = time_to_accuracy(cfg, device, args.target, args.budget_s)
+        r = time_to_accuracy(cfg, device, args.target, args.budget_s, args.check_every)
         if r["reached"]:
             print(f"reached {r['accuracy']:.3f} after {r['steps']} steps, {r['seconds']:.1f} s of training")
         else:

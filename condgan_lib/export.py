@@ -1,6 +1,6 @@
-"""Export shipped class-conditional generators to ONNX, so that a web page can run them in the reader's browser.
+"""Export shipped generators to ONNX, so that a web page can run them in the reader's browser.
 
-The exported graph takes two inputs and returns images:
+A class-conditional generator's graph takes two inputs and returns images:
 
 - ``z``: latents, ``float32 [N, z_dim]``;
 - ``class_weights``: ``float32 [N, n_classes]``, a mixture of classes. A one-hot row asks for one class and gives
@@ -10,9 +10,11 @@ The exported graph takes two inputs and returns images:
 
 The class enters the generator only through conditional batch norm (de Vries et al., 2017), whose scale and shift are
 rows of two tables; a weighted sum of rows is ``class_weights @ table``, one matrix product, so one graph serves both
-the class slider and the class walk. Run ``python -m condgan_lib.export`` to write ``book/_static/explore/``: one
-``.onnx`` file per model and ``models.json``, which records each model's class names, latent size and the SHA-256 of
-the checkpoint it came from.
+the class slider and the class walk. An unconditional generator (a DCGAN) takes ``z`` only.
+
+Run ``python -m condgan_lib.export`` to write ``book/_static/explore/``: one ``.onnx`` file per model and
+``models.json``, which records each model's class names (none for an unconditional one), latent size and the SHA-256
+of the checkpoint it came from.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from .data import CLASS_NAMES
 from .hub import load_pretrained, read_manifest
 from .models import ConditionalBatchNorm2d, Generator
 
-MODELS = ("mnist-projection", "fashion-projection")
+MODELS = ("mnist-projection", "fashion-projection", "mnist-dcgan", "fashion-dcgan")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "book" / "_static" / "explore"
 OPSET = 17  # onnxruntime-web 1.17 runs opsets up to 20
 
@@ -57,18 +59,31 @@ class MixedClassGenerator(nn.Module):
         return (torch.tanh(g.up2(h)) + 1) / 2
 
 
-def export_generator(name: str, path: str | Path) -> Path:
-    """Write the shipped generator ``name`` to ``path`` as an ONNX model with a dynamic batch size."""
-    generator = load_pretrained(name)
-    model = MixedClassGenerator(generator)
-    example = (torch.zeros(2, generator.z_dim), torch.eye(generator.n_classes)[:2])
+class ImageGenerator(nn.Module):
+    """An unconditional ``Generator`` with images in [0, 1]."""
+
+    def __init__(self, generator: Generator):
+        super().__init__()
+        self.g = generator.eval()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (self.g(z) + 1) / 2
+
+
+def export_generator(generator: Generator, path: str | Path) -> Path:
+    """Write ``generator`` to ``path`` as an ONNX model with a dynamic batch size."""
+    if generator.n_classes:
+        model, inputs = MixedClassGenerator(generator), ["z", "class_weights"]
+        example = (torch.zeros(2, generator.z_dim), torch.eye(generator.n_classes)[:2])
+    else:
+        model, inputs, example = ImageGenerator(generator), ["z"], (torch.zeros(2, generator.z_dim),)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript exporter (dynamo=False) writes this small feed-forward graph with no extra dependency.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, example, str(path), input_names=["z", "class_weights"], output_names=["images"],
-                          dynamic_axes={"z": {0: "n"}, "class_weights": {0: "n"}, "images": {0: "n"}},
+        torch.onnx.export(model, example, str(path), input_names=inputs, output_names=["images"],
+                          dynamic_axes={key: {0: "n"} for key in [*inputs, "images"]},
                           opset_version=OPSET, dynamo=False)
     return path
 
@@ -79,10 +94,12 @@ def export_all(out_dir: str | Path = DEFAULT_OUT, names=MODELS) -> dict:
     manifest = read_manifest()
     index = {}
     for name in names:
-        path = export_generator(name, out_dir / f"{name}.onnx")
+        generator = load_pretrained(name)
+        path = export_generator(generator, out_dir / f"{name}.onnx")
         entry = manifest[name]
         dataset = entry["config"]["dataset"]
-        index[name] = {"file": path.name, "dataset": dataset, "classes": CLASS_NAMES[dataset],
+        index[name] = {"file": path.name, "dataset": dataset,
+                       "classes": CLASS_NAMES[dataset] if generator.n_classes else [],
                        "z_dim": entry["config"]["z_dim"], "checkpoint_sha256": entry["sha256"],
                        "bytes": path.stat().st_size}
     (out_dir / "models.json").write_text(json.dumps(index, indent=2) + "\n")

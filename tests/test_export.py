@@ -11,11 +11,14 @@ from condgan_lib.models import Generator
 ort = pytest.importorskip("onnxruntime")  # in requirements.txt; skipped only where it cannot be installed
 
 SHIPPED = export.DEFAULT_OUT   # the files the site serves, committed beside the page
+CONDITIONAL = [n for n in export.MODELS if "projection" in n]
+UNCONDITIONAL = [n for n in export.MODELS if "dcgan" in n]
 
 
-def run_onnx(path, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def run_onnx(path, z: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (images,) = session.run(None, {"z": z.numpy(), "class_weights": weights.numpy()})
+    feeds = {"z": z.numpy()} if weights is None else {"z": z.numpy(), "class_weights": weights.numpy()}
+    (images,) = session.run(None, feeds)
     return torch.from_numpy(images)
 
 
@@ -30,7 +33,13 @@ def fresh_export(tmp_path_factory):
     return out, export.export_all(out)
 
 
-@pytest.mark.parametrize("name", export.MODELS)
+def test_every_exported_model_is_a_generator_of_the_right_kind():
+    assert CONDITIONAL and UNCONDITIONAL and set(CONDITIONAL + UNCONDITIONAL) == set(export.MODELS)
+    assert all(hub.load_pretrained(n).n_classes == 10 for n in CONDITIONAL)
+    assert all(hub.load_pretrained(n).n_classes == 0 for n in UNCONDITIONAL)
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
 def test_onnx_equals_the_pytorch_generator_for_every_class(fresh_export, name):
     out, index = fresh_export
     G = hub.load_pretrained(name)
@@ -42,7 +51,19 @@ def test_onnx_equals_the_pytorch_generator_for_every_class(fresh_export, name):
     assert (got - expected).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("name", export.MODELS)
+@pytest.mark.parametrize("name", UNCONDITIONAL)
+def test_onnx_equals_an_unconditional_pytorch_generator(fresh_export, name):
+    out, index = fresh_export
+    G = hub.load_pretrained(name)
+    z = latents(16, seed=3)
+    with torch.no_grad():
+        expected = (G(z) + 1) / 2
+    got = run_onnx(out / index[name]["file"], z)
+    assert got.shape == (16, 1, 28, 28) and index[name]["classes"] == []
+    assert (got - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
 def test_mixed_class_weights_interpolate_the_conditional_batch_norm_tables(fresh_export, name):
     out, index = fresh_export
     G = hub.load_pretrained(name)
@@ -69,10 +90,13 @@ def test_the_files_the_site_serves_are_current(name):
     G = hub.load_pretrained(name)
     z, labels = latents(10, seed=2), torch.arange(10)
     with torch.no_grad():
-        expected = (G(z, labels) + 1) / 2
-    got = run_onnx(SHIPPED / index[name]["file"], z, torch.eye(10)[labels])
+        if G.n_classes:
+            expected, got = (G(z, labels) + 1) / 2, run_onnx(SHIPPED / index[name]["file"], z, torch.eye(10)[labels])
+            assert index[name]["classes"][3] in ("3", "Dress")
+        else:
+            expected, got = (G(z) + 1) / 2, run_onnx(SHIPPED / index[name]["file"], z)
     assert (got - expected).abs().max().item() < 1e-4
-    assert index[name]["classes"][3] in ("3", "Dress") and index[name]["z_dim"] == G.z_dim
+    assert index[name]["z_dim"] == G.z_dim
 
 
 def test_an_unconditional_generator_is_refused():

@@ -3,8 +3,8 @@
 Checked on every page: no broken image, every internal link (and its #fragment) resolves, every formula is rendered
 by MathJax (no raw TeX left), no local file is missing, and nothing the page needs comes from the network (requests
 to other hosts are blocked and listed). Notebook pages carry a Colab button for their own notebook in the repository
-of _config.yml. On "Explore the generator in your browser", the generator runs and draws new images when a slider
-moves. Screenshots go to _build/screenshots/.
+of _config.yml. On "Explore the generator in your browser", the generators run and draw new images when a slider
+moves, and the page's image equals onnxruntime's for the same latent. Screenshots go to _build/screenshots/.
 
 Needs Debian's Chromium (`apt-get install chromium`; .ci/run installs it). Without it the test is skipped with the
 reason, except where CONDGAN_REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser is a failure.
@@ -25,6 +25,8 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import yaml
 
@@ -217,23 +219,22 @@ def test_every_page_in_a_real_browser(page, server, site_dir):
           f"{sum(h.startswith(server) for h in links)} internal links")
 
 
-CANVAS_STATS = """() => [...document.querySelectorAll('#cg-explore canvas[data-slot]')].map(c => {
-  const d = c.getContext('2d').getImageData(0, 0, 28, 28).data;
-  let sum = 0, sq = 0, hash = 0;
-  for (let i = 0; i < d.length; i += 4) { sum += d[i]; sq += d[i] * d[i]; hash = (hash * 31 + d[i]) >>> 0; }
-  const mean = sum / 784;
-  return {mean, std: Math.sqrt(sq / 784 - mean * mean), hash};
-})"""
+CANVAS_PIXELS = """root => [...document.querySelectorAll(`#${root} canvas[data-slot]`)].map(
+  c => Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0)))"""
 
 
-def drawn(page, **expected):
-    """Wait until the page has drawn the images for the given control values."""
+def drawn(page, root: str = "cg-explore", **expected):
+    """Wait until the widget ``root`` has drawn the images for the given control values; its images' grey levels."""
     checks = " && ".join(f"s[{k!r}] === {v!r}" for k, v in expected.items())
-    page.wait_for_function(f"() => {{ const r = document.getElementById('cg-explore'); "
+    page.wait_for_function(f"() => {{ const r = document.getElementById({root!r}); "
                            f"if (r.dataset.state === 'error') return true; const s = JSON.parse(r.dataset.drawn || '{{}}'); "
                            f"return {checks}; }}", timeout=30_000)
-    assert page.get_attribute("#cg-explore", "data-state") == "ready", page.text_content("#cg-status")
-    return page.evaluate(CANVAS_STATS)
+    assert page.get_attribute(f"#{root}", "data-state") == "ready", page.text_content(f"#{root} [role=status]")
+    return np.array(page.evaluate(CANVAS_PIXELS, root), dtype=float)     # [slots, 784], 0..255
+
+
+def same(a, b) -> bool:
+    return bool(np.abs(a - b).max() <= 1)
 
 
 def js_latent(seed: int, dim: int = 64) -> list[float]:
@@ -260,37 +261,49 @@ def test_generator_runs_in_the_page(page, server):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     open_page(page, server + "book/explore.html")
     first = drawn(page, model="mnist-projection", **{"class": "3"})
-    assert len(first) == 13
-    assert all(img["std"] > 20 for img in first), f"a blank image: {first}"   # digits, not flat grey
-    assert first[0]["hash"] == first[3 + 3]["hash"], "the sample differs from class 3 of the sweep row"
+    assert first.shape == (13, 784)
+    assert (first.std(axis=1) > 20).all(), "a blank image"        # digits, not flat grey
+    assert same(first[0], first[3 + 3]), "the sample differs from class 3 of the sweep row"
     # the page runs the real generator: its sample equals onnxruntime's output here for the same latent and class
-    ort = pytest.importorskip("onnxruntime")
-    import numpy as np
-    shown = np.array(page.evaluate("() => Array.from(document.getElementById('cg-sample').getContext('2d')"
-                                   ".getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))"))
     onnx = ROOT / "book" / "_static" / "explore" / "mnist-projection.onnx"
     (images,) = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(
         None, {"z": np.array([js_latent(0)], dtype=np.float32), "class_weights": np.eye(10, dtype=np.float32)[[3]]})
     expected = np.round(255 * np.clip(images.reshape(-1), 0, 1))
-    assert np.abs(shown - expected).max() <= 2, "the page's image differs from the ONNX generator's"
+    assert np.abs(first[0] - expected).max() <= 2, "the page's image differs from the ONNX generator's"
 
     page.focus("#cg-class")
     for _ in range(4):
         page.keyboard.press("ArrowRight")                 # move the class slider 3 -> 7, as a reader would
     moved = drawn(page, **{"class": "7"})
-    assert moved[0]["hash"] != first[0]["hash"] and moved[0]["std"] > 20
-    assert moved[0]["hash"] == moved[3 + 7]["hash"]
-    assert moved[1]["hash"] != first[1]["hash"]            # the class walk starts from the new class
+    assert not same(moved[0], first[0]) and moved[0].std() > 20
+    assert same(moved[0], moved[3 + 7])
+    assert not same(moved[1], first[1])                   # the class walk starts from the new class
 
     page.focus("#cg-alpha")
     page.keyboard.press("End")                            # alpha = 1: the class walk arrives at "to class" (8)
     walked = drawn(page, alpha="1")
-    assert walked[1]["hash"] == walked[3 + 8]["hash"]
+    assert same(walked[1], walked[3 + 8])
 
     page.select_option("#cg-model", "fashion-projection")
     fashion = drawn(page, model="fashion-projection")
-    assert fashion[0]["hash"] != walked[0]["hash"] and fashion[0]["std"] > 20
+    assert not same(fashion[0], walked[0]) and fashion[0].std() > 20
+
+    # the DCGAN walk: both paths start at seed A and end at seed B; t moves the point along the chosen path
+    walk = drawn(page, "cg-walk", model="mnist-dcgan", t="0.5")
+    assert walk.shape == (23, 784) and (walk[[0, 1, 2]].std(axis=1) > 20).all()
+    assert same(walk[0], walk[3]) and same(walk[0], walk[13]) and same(walk[2], walk[12]) and same(walk[2], walk[22])
+    page.focus("#cg-t")
+    page.keyboard.press("End")                            # t = 1: the point is seed B
+    end = drawn(page, "cg-walk", t="1")
+    assert not same(end[1], walk[1]) and same(end[1], end[2])
+    page.select_option("#cg-path", "lerp")
+    page.focus("#cg-t")
+    page.keyboard.press("Home")                           # t = 0 on the straight line: the point is seed A
+    start = drawn(page, "cg-walk", path="lerp", t="0")
+    assert same(start[1], start[0])
+
+    page.evaluate("() => { document.activeElement.blur(); window.scrollTo(0, 0); }")
     page.screenshot(path=str(SCREENSHOTS / "explore.png"), full_page=True)
     assert not page.missing and not page.errors, (page.missing, page.errors)
     assert not page.external, page.external
-    print(page.text_content("#cg-status"))
+    print(page.text_content("#cg-status"), page.text_content("#cg-walk-status"))

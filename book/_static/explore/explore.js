@@ -1,20 +1,19 @@
-/* Explore the generator in your browser: the shipped class-conditional generators, exported to ONNX by
- * `python -m condgan_lib.export`, run here with onnxruntime-web (WebAssembly, one thread). Every slider change runs
- * the real generator once on a batch of 13 latents: the sample, its class walk, its seed walk and all ten classes.
+/* Explore the generator in your browser: the shipped generators, exported to ONNX by `python -m condgan_lib.export`,
+ * run here with onnxruntime-web (WebAssembly, one thread). Two widgets share this script:
  *
- * The page sets data-state ("loading", "ready", "error"), data-renders (generator runs so far) and data-drawn (the
- * control values of the images on screen) on #cg-explore; the site's browser test reads them.
+ * - #cg-explore, a class-conditional generator: every slider change runs it once on 13 latents (the sample, its
+ *   class walk, its seed walk, and the same noise with each of the ten classes);
+ * - #cg-walk, an unconditional DCGAN: the two end points, the point at t on the chosen path, and ten points along
+ *   the straight line and along the great circle (23 latents per run).
+ *
+ * Each widget sets data-state ("loading", "ready", "error"), data-renders (generator runs so far) and data-drawn (the
+ * control values of the images on screen) on its root element; the site's browser test reads them.
  */
 (function () {
   "use strict";
 
-  const root = document.getElementById("cg-explore");
-  if (!root) return;
   const here = new URL(".", document.currentScript.src);                  // .../_static/explore/
   const wasmPath = new URL("../vendor/onnxruntime-web/", here).href;       // ort-wasm.wasm lives here
-  const status = root.querySelector("#cg-status");
-  const controls = {};
-  root.querySelectorAll("[data-control]").forEach((el) => { controls[el.dataset.control] = el; });
 
   // Seeded noise: mulberry32 for uniform numbers, Box-Muller for Gaussians, redraws beyond |z| > t for truncation.
   // The same seed always gives the same latent here; it is not the latent PyTorch draws for that seed.
@@ -46,17 +45,17 @@
     return z;
   }
 
+  function lerp(a, b, t) {
+    return a.map((ai, i) => (1 - t) * ai + t * b[i]);
+  }
+
   function slerp(a, b, t) {
     let dot = 0, na = 0, nb = 0;
     for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
     const omega = Math.acos(Math.min(1, Math.max(-1, dot / Math.sqrt(na * nb))));
-    const out = new Float32Array(a.length);
     const s = Math.sin(omega);
-    for (let i = 0; i < a.length; i++) {
-      out[i] = s < 1e-6 ? (1 - t) * a[i] + t * b[i]
-                        : (Math.sin((1 - t) * omega) * a[i] + Math.sin(t * omega) * b[i]) / s;
-    }
-    return out;
+    if (s < 1e-6) return lerp(a, b, t);
+    return a.map((ai, i) => (Math.sin((1 - t) * omega) * ai + Math.sin(t * omega) * b[i]) / s);
   }
 
   function classWeights(nClasses, a, b, alpha) {   // one row: (1 - alpha) e_a + alpha e_b
@@ -77,10 +76,9 @@
     ctx.putImageData(img, 0, 0);
   }
 
+  let index = null;                                  // models.json: file, classes and z_dim of each model
   const sessions = {};
-  let index = null;
-
-  async function session(name) {
+  function session(name) {
     if (!sessions[name]) {
       sessions[name] = ort.InferenceSession.create(new URL(index[name].file, here).href,
                                                    { executionProviders: ["wasm"] });
@@ -88,71 +86,101 @@
     return sessions[name];
   }
 
-  let state = {};                       // the control values of the run in progress, as strings
-  function value(name) { return Number(state[name]); }
+  // The class-conditional widget: rows of (latent, class weights).
+  function conditionalBatch(state, info) {
+    const dim = info.z_dim, k = info.classes.length, num = (key) => Number(state[key]);
+    const t = num("truncation") >= 3 ? null : num("truncation");
+    const zA = latent(num("seed"), dim, t), zB = latent(num("to_seed"), dim, t);
+    const c = num("class");
+    const rows = [
+      [zA, classWeights(k, c, c, 0)],                                 // the sample
+      [zA, classWeights(k, c, num("to_class"), num("alpha"))],        // the class walk
+      [slerp(zA, zB, num("beta")), classWeights(k, c, c, 0)],         // the seed walk
+    ];
+    for (let j = 0; j < k; j++) rows.push([zA, classWeights(k, j, j, 0)]);   // every class, same noise
+    const n = rows.length, z = new Float32Array(n * dim), w = new Float32Array(n * k);
+    rows.forEach(([zi, wi], i) => { z.set(zi, i * dim); w.set(wi, i * k); });
+    return { z: new ort.Tensor("float32", z, [n, dim]), class_weights: new ort.Tensor("float32", w, [n, k]) };
+  }
 
-  function showValues(info) {
-    const names = info.classes;
-    const t = value("truncation");
-    root.querySelector("[data-show=class]").textContent = names[value("class")];
-    root.querySelector("[data-show=to_class]").textContent = names[value("to_class")];
-    root.querySelector("[data-show=seed]").textContent = value("seed");
-    root.querySelector("[data-show=to_seed]").textContent = value("to_seed");
-    root.querySelector("[data-show=truncation]").textContent = t >= 3 ? "none" : t.toFixed(2);
-    root.querySelector("[data-show=alpha]").textContent = value("alpha").toFixed(2);
-    root.querySelector("[data-show=beta]").textContent = value("beta").toFixed(2);
+  function conditionalLabels(root, state, info) {
+    const names = info.classes, show = (key, text) => { root.querySelector(`[data-show=${key}]`).textContent = text; };
+    const t = Number(state.truncation);
+    show("class", names[state.class]);
+    show("to_class", names[state.to_class]);
+    show("seed", state.seed);
+    show("to_seed", state.to_seed);
+    show("truncation", t >= 3 ? "none" : t.toFixed(2));
+    show("alpha", Number(state.alpha).toFixed(2));
+    show("beta", Number(state.beta).toFixed(2));
     root.querySelectorAll("[data-sweep-label]").forEach((el) => { el.textContent = names[Number(el.dataset.sweepLabel)]; });
   }
 
-  async function renderOnce() {
-    state = {};
-    Object.entries(controls).forEach(([key, el]) => { state[key] = el.value; });
-    const name = state.model;
-    const info = index[name];
-    const dim = info.z_dim, k = info.classes.length;
-    showValues(info);
-    const t = value("truncation") >= 3 ? null : value("truncation");
-    const zA = latent(value("seed"), dim, t), zB = latent(value("to_seed"), dim, t);
-    const c = value("class");
-    const rows = [
-      [zA, classWeights(k, c, c, 0)],                                    // the sample
-      [zA, classWeights(k, c, value("to_class"), value("alpha"))],       // the class walk
-      [slerp(zA, zB, value("beta")), classWeights(k, c, c, 0)],          // the seed walk
-    ];
-    for (let j = 0; j < k; j++) rows.push([zA, classWeights(k, j, j, 0)]);   // every class, same noise
-    const n = rows.length;
-    const z = new Float32Array(n * dim), w = new Float32Array(n * k);
-    rows.forEach(([zi, wi], i) => { z.set(zi, i * dim); w.set(wi, i * k); });
-    const start = performance.now();
-    const out = await (await session(name)).run({
-      z: new ort.Tensor("float32", z, [n, dim]),
-      class_weights: new ort.Tensor("float32", w, [n, k]),
-    });
-    const images = out.images.data;
-    const canvases = root.querySelectorAll("canvas[data-slot]");
-    canvases.forEach((canvas) => drawImage(canvas, images, 784 * Number(canvas.dataset.slot)));
-    root.dataset.renders = String(Number(root.dataset.renders || 0) + 1);
-    root.dataset.drawn = JSON.stringify(state);
-    status.textContent = `${name}: ${n} images generated in your browser in ${(performance.now() - start).toFixed(0)} ms.`;
+  // The unconditional widget: the ends, the point at t on the chosen path, then ten points on each path.
+  function walkBatch(state, info) {
+    const dim = info.z_dim, t = Number(state.t);
+    const zA = latent(Number(state.seed_a), dim, null), zB = latent(Number(state.seed_b), dim, null);
+    const path = state.path === "lerp" ? lerp : slerp;
+    const rows = [zA, path(zA, zB, t), zB];
+    for (const f of [lerp, slerp]) for (let i = 0; i < 10; i++) rows.push(f(zA, zB, i / 9));
+    const z = new Float32Array(rows.length * dim);
+    rows.forEach((zi, i) => z.set(zi, i * dim));
+    return { z: new ort.Tensor("float32", z, [rows.length, dim]) };
   }
 
-  let busy = false, pending = false;
-  async function render() {          // one generator run at a time; slider moves during a run are merged
-    if (busy) { pending = true; return; }
-    busy = true;
-    try {
-      do { pending = false; await renderOnce(); } while (pending);
-      root.dataset.state = "ready";
-    } catch (err) {
-      root.dataset.state = "error";
-      status.textContent = `The generator could not run in this browser: ${err.message || err}`;
-    } finally {
-      busy = false;
+  function walkLabels(root, state) {
+    root.querySelector("[data-show=seed_a]").textContent = state.seed_a;
+    root.querySelector("[data-show=seed_b]").textContent = state.seed_b;
+    root.querySelector("[data-show=t]").textContent = Number(state.t).toFixed(2);
+    root.querySelector("[data-show=path_name]").textContent = state.path;
+  }
+
+  function widget(root, makeBatch, showLabels) {
+    const status = root.querySelector("[role=status]");
+    const controls = {};
+    root.querySelectorAll("[data-control]").forEach((el) => { controls[el.dataset.control] = el; });
+
+    async function renderOnce() {
+      const state = {};                              // the control values of this run, as strings
+      Object.entries(controls).forEach(([key, el]) => { state[key] = el.value; });
+      const info = index[state.model];
+      showLabels(root, state, info);
+      const feeds = makeBatch(state, info);
+      const start = performance.now();
+      const out = await (await session(state.model)).run(feeds);
+      const images = out.images.data;
+      root.querySelectorAll("canvas[data-slot]").forEach((canvas) => {
+        drawImage(canvas, images, 784 * Number(canvas.dataset.slot));
+      });
+      root.dataset.renders = String(Number(root.dataset.renders || 0) + 1);
+      root.dataset.drawn = JSON.stringify(state);
+      status.textContent = `${state.model}: ${feeds.z.dims[0]} images generated in your browser in ` +
+                           `${(performance.now() - start).toFixed(0)} ms.`;
     }
+
+    let busy = false, pending = false;
+    async function render() {        // one generator run at a time; slider moves during a run are merged
+      if (busy) { pending = true; return; }
+      busy = true;
+      try {
+        do { pending = false; await renderOnce(); } while (pending);
+        root.dataset.state = "ready";
+      } catch (err) {
+        root.dataset.state = "error";
+        status.textContent = `The generator could not run in this browser: ${err.message || err}`;
+      } finally {
+        busy = false;
+      }
+    }
+
+    Object.values(controls).forEach((el) => el.addEventListener("input", render));
+    return render;
   }
 
   async function start() {
-    root.dataset.state = "loading";
+    const roots = [["cg-explore", conditionalBatch, conditionalLabels], ["cg-walk", walkBatch, walkLabels]]
+      .map(([id, batch, labels]) => [document.getElementById(id), batch, labels])
+      .filter(([root]) => root);
     try {
       if (typeof ort === "undefined") throw new Error("onnxruntime-web did not load");
       ort.env.wasm.wasmPaths = wasmPath;
@@ -160,12 +188,13 @@
       ort.env.wasm.simd = false;     // the single-threaded, non-SIMD build, ort-wasm.wasm: the smallest one
       index = await (await fetch(new URL("models.json", here))).json();
     } catch (err) {
-      root.dataset.state = "error";
-      status.textContent = `The generator could not be loaded: ${err.message || err}`;
+      for (const [root] of roots) {
+        root.dataset.state = "error";
+        root.querySelector("[role=status]").textContent = `The generator could not be loaded: ${err.message || err}`;
+      }
       return;
     }
-    Object.values(controls).forEach((el) => el.addEventListener("input", render));
-    await render();
+    for (const [root, batch, labels] of roots) await widget(root, batch, labels)();   // one after the other
   }
 
   start();
