@@ -213,7 +213,8 @@ def _bench(args, argv: list[str]) -> int:
     started = time.perf_counter()
     print("command:  python -m condgan_lib.bench " + " ".join(shlex.quote(a) for a in argv))
     print(f"commit:   {git_commit()}    date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"hardware: {hardware(device)}, {os.cpu_count()} cores visible")
+    print(f"hardware: {hardware(device)}, {os.cpu_count()} cores visible, "
+          f"load average {os.getloadavg()[0]:.1f} at the start (other processes on the machine)")
     print(f"device: {device}, threads: {torch.get_num_threads()}, torch {torch.__version__}, config {cfg.name}, "
           f"batch {cfg.batch_size}")
     print(f"\n1. training step: {args.steps} steps on the same batches, the two loops alternating in chunks of "
@@ -242,7 +243,7 @@ def _bench(args, argv: list[str]) -> int:
             print(f"not reached: {r['accuracy']:.3f} after {r['steps']} steps, {r['seconds']:.1f} s of training "
                   f"(budget {args.budget_s:.0f} s, at most {cfg.steps} steps)")
     print(f"\npeak memory        {peak_memory_mb(device):9.0f} MB")
-    print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
+    print(f"benchmark wall time {time.perf_counter() - started:.0f} s, load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 
