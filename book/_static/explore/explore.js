@@ -188,9 +188,11 @@
       ort.env.wasm.simd = false;     // the single-threaded, non-SIMD build, ort-wasm.wasm: the smallest one
       index = await (await fetch(new URL("models.json", here))).json();
     } catch (err) {
+      const hint = location.protocol === "file:"
+        ? " Browsers do not load it from a file: serve the site, e.g. `python -m http.server -d _build/html`." : "";
       for (const [root] of roots) {
         root.dataset.state = "error";
-        root.querySelector("[role=status]").textContent = `The generator could not be loaded: ${err.message || err}`;
+        root.querySelector("[role=status]").textContent = `The generator could not be loaded: ${err.message || err}.${hint}`;
       }
       return;
     }
