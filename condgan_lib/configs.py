@@ -269,10 +269,9 @@ class TextGANConfig:
     discriminator: str = "projection"   # "projection" (Miyato & Koyama) or "concat" (Reed et al.)
     z_dim: int = 32
     ch: int = 24
-    text_dim: int = 64
-    text_pretrain_steps: int = 400      # the text encoder learns to predict caption attributes, then is frozen
+    text_pretrain_steps: int = 300      # the text encoder learns to tag each word with its meaning, then is frozen
     batch_size: int = 32
-    steps: int = 6000
+    steps: int = 10000
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.0, 0.9)
@@ -285,7 +284,7 @@ class TextGANConfig:
     ckpt_every: int = 500
 
     def validate(self) -> "TextGANConfig":
-        _check_positive_fields(self, "z_dim", "ch", "text_dim", "batch_size", "steps", "lr_g", "lr_d", "eval_samples",
+        _check_positive_fields(self, "z_dim", "ch", "batch_size", "steps", "lr_g", "lr_d", "eval_samples",
                                "log_every", "ckpt_every")
         if self.discriminator not in ("projection", "concat"):
             raise ValueError(f"config {self.name!r}: discriminator must be 'projection' or 'concat', "

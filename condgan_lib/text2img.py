@@ -9,8 +9,11 @@
   image features (Reed et al.). Both are spectrally normalised and trained with the hinge loss.
 - The matching-aware loss (GAN-CLS): a real image with a *mismatched* caption counts as fake, so D must check the
   caption, not only realism. Interpolation (GAN-INT): G is also scored on embeddings halfway between two captions.
-- The text encoder is pre-trained to predict each caption's attributes (``pretrain_text_encoder``), then frozen,
-  as Reed et al. pre-train their text encoder with class-level supervision before training the GAN.
+- The text encoder, ``CaptionTagger``, is pre-trained to tag every word with what it means (``pretrain_tagger``),
+  then frozen, as Reed et al. pre-train their text encoder with class-level supervision before training the GAN.
+  Its embedding is a sum over words, so a combination never seen in training ("red triangle") is encoded from
+  parts that were. The obvious alternative, a whole-sentence embedding trained to predict the caption's attributes
+  (``pretrain_sentence_encoder``), learns that held-out combinations do not exist.
 """
 from __future__ import annotations
 
@@ -24,64 +27,175 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from . import hub, losses
 from .probe import EVAL_SEED, attribute_accuracy, binding_metrics
-from .shapes import ATTRIBUTES, RELATIONS, sample_batch
-from .text import VOCAB, TextEncoder
+from .shapes import ATTRIBUTES, COLOUR_WORDS, RELATIONS, SHAPE_WORDS, SIZE_WORDS, sample_batch
+from .text import VOCAB, EmptyCaptionError, TextEncoder, tokenize
 
 # -------------------------------------------------------------------------------------------------- the text side
 
+# What a word can mean: an attribute value of the first or the second object, a row or column of a one-object
+# scene, or a relation between two objects. Every other word ("a", "the", "in", ...) is tagged "none".
+TAGS: tuple[str, ...] = (
+    *(f"{slot} {key} {value}" for slot in ("first", "second") for key in ("shape", "colour", "size")
+      for value in ATTRIBUTES[key]),
+    "row top", "row bottom", "column left", "column right", *(f"relation {r}" for r in RELATIONS))
+NONE_TAG = len(TAGS)                                             # the extra class of the tagger's output
+_WORD_VALUE = {w: (key, value) for key, table in (("shape", SHAPE_WORDS), ("colour", COLOUR_WORDS),
+                                                  ("size", SIZE_WORDS)) for value, words in table.items() for w in words}
+_ROW = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom"}
+_RELATION_WORD = {"left": "left of", "right": "right of", "top": "above", "above": "above", "over": "above",
+                  "below": "below", "under": "below", "beneath": "below"}
 
-class CaptionAttributeHeads(nn.Module):
-    """Linear read-outs of a sentence embedding: what the caption says about each object and their relation."""
 
-    def __init__(self, dim: int):
+def word_tags(caption: str, first: torch.Tensor, second: torch.Tensor, relation: int) -> list[int]:
+    """The tag of every word of a grammar caption (the tagger's training target); see ``TAGS``.
+
+    A size or colour word belongs to the object whose shape word comes next (or, in "a small circle coloured red",
+    the only object); in a two-object caption that object is the first or the second by its shape.
+    """
+    words = tokenize(caption)
+    tags = [NONE_TAG] * len(words)
+    shapes_of = {0: ATTRIBUTES["shape"][int(first[0])]}
+    if relation >= 0:
+        shapes_of[1] = ATTRIBUTES["shape"][int(second[0])]
+    slot_of_shape = {shape: slot for slot, shape in shapes_of.items()}
+    next_slot, current = [0] * len(words), 0
+    for i in reversed(range(len(words))):                         # the slot of the next shape word, scanning back
+        if _WORD_VALUE.get(words[i], ("",))[0] == "shape":
+            current = slot_of_shape[_WORD_VALUE[words[i]][1]]
+        next_slot[i] = current
+    for i, w in enumerate(words):
+        if w in _WORD_VALUE:
+            key, value = _WORD_VALUE[w]
+            slot = slot_of_shape[value] if key == "shape" else next_slot[i] if relation >= 0 else 0
+            tags[i] = TAGS.index(f"{('first', 'second')[slot]} {key} {value}")
+        elif relation >= 0 and w in _RELATION_WORD:
+            tags[i] = TAGS.index(f"relation {_RELATION_WORD[w]}")
+        elif relation < 0 and w in _ROW:
+            tags[i] = TAGS.index(f"row {_ROW[w]}")
+        elif relation < 0 and w in ("left", "right"):
+            tags[i] = TAGS.index(f"column {w}")
+    return tags
+
+
+class CaptionTagger(nn.Module):
+    """A text encoder built for composition: a bidirectional GRU tags every word with what it means (``TAGS``), and the
+    sentence embedding is the sum of the tag probabilities, a "bag of meanings" ``[N, len(TAGS)]``.
+
+    The GRU is needed for context (which object does "red" describe?); the sum makes the embedding of an unseen
+    combination, "red triangle", the sum of parts it has seen.
+    """
+
+    def __init__(self, vocab_size: int = len(VOCAB), word_dim: int = 32, hidden: int = 64):
         super().__init__()
-        sizes = {k: len(v) for k, v in ATTRIBUTES.items()}
-        self.first = nn.ModuleDict({k: nn.Linear(dim, n) for k, n in sizes.items()})
-        self.second = nn.ModuleDict({k: nn.Linear(dim, sizes[k]) for k in ("shape", "colour", "size")})
-        self.relation = nn.Linear(dim, len(RELATIONS) + 1)      # the last class: "one object"
+        self.dim = len(TAGS)
+        self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.gru = nn.GRU(word_dim, hidden, batch_first=True, bidirectional=True)
+        self.tagger = nn.Linear(2 * hidden, len(TAGS) + 1)
 
-    def loss(self, t: torch.Tensor, batch) -> torch.Tensor:
-        """Cross-entropy of every read-out; the first object's position is a target only in one-object scenes."""
-        first, second, two = batch.attributes, batch.second_attributes, batch.two_object
-        total = sum(F.cross_entropy(self.first[k](t), first[:, i]) for i, k in enumerate(("shape", "colour", "size")))
-        position = torch.where(two, torch.full_like(first[:, 3], -1), first[:, 3])
-        total = total + F.cross_entropy(self.first["position"](t), position, ignore_index=-1)
-        if two.any():
-            total = total + sum(F.cross_entropy(self.second[k](t[two]), second[two, i])
-                                for i, k in enumerate(("shape", "colour", "size")))
-        relation = torch.where(two, batch.relations, torch.full_like(batch.relations, len(RELATIONS)))
-        return total + F.cross_entropy(self.relation(t), relation)
+    def tag_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N, L, len(TAGS) + 1]`` logits of every word's tag (the last class is "none")."""
+        lengths = (tokens != 0).sum(1)
+        if (lengths == 0).any():
+            raise EmptyCaptionError("a row of tokens is all padding (an empty caption)")
+        packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=tokens.shape[1])
+        return self.tagger(out)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        probs = self.tag_logits(tokens).softmax(-1)[..., :NONE_TAG] * (tokens != 0)[..., None]
+        return probs.sum(1)
+
+    def encode_captions(self, captions: list[str], vocab=VOCAB) -> torch.Tensor:
+        """Sentence embeddings ``[N, len(TAGS)]`` of a list of captions."""
+        return self(vocab.encode(captions).to(self.tagger.weight.device))
 
 
-def pretrain_text_encoder(encoder: TextEncoder, steps: int = 600, batch_size: int = 128, lr: float = 3e-3,
-                          seed: int = 0, two_objects: float = 0.5, progress: bool = True) -> dict:
-    """Train ``encoder`` to predict its captions' attributes (train split only); returns the final accuracies."""
-    heads = CaptionAttributeHeads(encoder.dim)
-    opt = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=lr)
-    encoder.train()
+def read_embedding(t: torch.Tensor) -> torch.Tensor:
+    """``[N, 4]`` attribute indices of the first object that a one-object caption's bag of meanings names."""
+    def group(prefix: str) -> torch.Tensor:
+        idx = [i for i, name in enumerate(TAGS) if name.startswith(prefix)]
+        return t[:, idx].argmax(1)
+    return torch.stack([group("first shape"), group("first colour"), group("first size"),
+                        2 * group("row ") + group("column ")], 1)
+
+
+def tagging_targets(batch) -> torch.Tensor:
+    """``[N, L]`` tag targets of a batch's captions, -1 on padding."""
+    rows = [word_tags(c, f, s, int(r)) for c, f, s, r in
+            zip(batch.captions, batch.attributes, batch.second_attributes, batch.relations)]
+    out = torch.full((len(rows), max(map(len, rows))), -1, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row)
+    return out
+
+
+def pretrain_tagger(tagger: CaptionTagger, steps: int = 300, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+                    two_objects: float = 0.5, progress: bool = True) -> dict:
+    """Train the tagger on train-split captions; returns word and caption accuracy on test and held-out captions."""
+    opt = torch.optim.Adam(tagger.parameters(), lr=lr)
+    tagger.train()
     for step in tqdm(range(steps), desc="text encoder", disable=not progress):
         batch = sample_batch(batch_size, seed=seed * 1_000_003 + 500_000 + step, split="train",
                              two_objects=two_objects)
-        loss = heads.loss(encoder(VOCAB.encode(batch.captions)), batch)
+        logits = tagger.tag_logits(VOCAB.encode(batch.captions))
+        loss = F.cross_entropy(logits.flatten(0, 1), tagging_targets(batch).flatten(), ignore_index=-1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    encoder.eval()
+    tagger.eval()
+    return {"text_loss": round(float(loss.detach()), 4), **caption_accuracy(tagger)}
+
+
+@torch.no_grad()
+def caption_accuracy(encoder: CaptionTagger, n: int = 1000) -> dict:
+    """Share of captions whose embedding names all four attributes right (one object), test and held-out."""
+    out = {}
+    for split in ("test", "heldout"):
+        batch = sample_batch(n, EVAL_SEED, split)
+        read = read_embedding(encoder(VOCAB.encode(batch.captions)))
+        out[f"caption_accuracy_{split}"] = round(float((read == batch.attributes).all(1).float().mean()), 4)
+    return out
+
+
+class CaptionAttributeHeads(nn.Module):
+    """The obvious alternative: linear read-outs of a whole-sentence embedding, trained on what each caption says."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.heads = nn.ModuleDict({k: nn.Linear(dim, len(v)) for k, v in ATTRIBUTES.items()})
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """``[N, 4]`` predicted attribute indices."""
+        return torch.stack([self.heads[k](t).argmax(1) for k in ATTRIBUTES], 1)
+
+    def loss(self, t: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        return sum(F.cross_entropy(self.heads[k](t), attributes[:, i]) for i, k in enumerate(ATTRIBUTES))
+
+
+def pretrain_sentence_encoder(encoder: TextEncoder, steps: int = 200, batch_size: int = 64, lr: float = 3e-3,
+                              seed: int = 0) -> dict:
+    """Train ``encoder`` + ``CaptionAttributeHeads`` on one-object train captions; caption accuracy test/held-out."""
+    heads = CaptionAttributeHeads(encoder.dim)
+    opt = torch.optim.Adam([*encoder.parameters(), *heads.parameters()], lr=lr)
+    for step in range(steps):
+        batch = sample_batch(batch_size, seed=seed * 1_000_003 + 500_000 + step, split="train")
+        loss = heads.loss(encoder(VOCAB.encode(batch.captions)), batch.attributes)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    out = {}
     with torch.no_grad():
-        accs = {}
         for split in ("test", "heldout"):
             batch = sample_batch(1000, EVAL_SEED, split)
-            t = encoder(VOCAB.encode(batch.captions))
-            hits = [(heads.first[k](t).argmax(1) == batch.attributes[:, i]).float().mean() for i, k in
-                    enumerate(ATTRIBUTES)]
-            accs[split] = round(float(torch.stack(hits).min()), 4)
-    return {"text_loss": round(float(loss.detach()), 4), "caption_accuracy_test": accs["test"],
-            "caption_accuracy_heldout": accs["heldout"]}
+            read = heads(encoder(VOCAB.encode(batch.captions)))
+            out[f"caption_accuracy_{split}"] = round(float((read == batch.attributes).all(1).float().mean()), 4)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- the generator
@@ -106,11 +220,12 @@ class TextConditionalBatchNorm2d(nn.Module):
 class TextToImageGenerator(nn.Module):
     """``G(z, t)``: noise and a sentence embedding -> a 32x32 RGB image in [-1, 1]; holds its frozen text encoder."""
 
-    def __init__(self, z_dim: int = 32, ch: int = 32, text_dim: int = 64, vocab_size: int = len(VOCAB),
-                 word_dim: int = 32, hidden: int = 64):
+    def __init__(self, z_dim: int = 32, ch: int = 24, vocab_size: int = len(VOCAB), word_dim: int = 32,
+                 hidden: int = 64):
         super().__init__()
+        self.text_encoder = CaptionTagger(vocab_size, word_dim, hidden)
+        text_dim = self.text_encoder.dim
         self.z_dim, self.text_dim = z_dim, text_dim
-        self.text_encoder = TextEncoder(vocab_size, text_dim, word_dim, hidden)
         self.fc = nn.Linear(z_dim + text_dim, 4 * ch * 4 * 4)
         widths = [4 * ch, 2 * ch, ch, 3]
         self.norms = nn.ModuleList([TextConditionalBatchNorm2d(w, text_dim) for w in widths[:-1]])
@@ -256,8 +371,9 @@ def evaluate_alignment(G: TextToImageGenerator, probe, n: int = 500) -> dict:
 
 def build_text_gan(cfg) -> tuple[TextToImageGenerator, nn.Module, dict]:
     """Generator, discriminator and the generator's constructor arguments for a ``TextGANConfig``."""
-    g_kwargs = {"z_dim": cfg.z_dim, "ch": cfg.ch, "text_dim": cfg.text_dim}
-    return TextToImageGenerator(**g_kwargs), DISCRIMINATORS[cfg.discriminator](cfg.ch, cfg.text_dim), g_kwargs
+    g_kwargs = {"z_dim": cfg.z_dim, "ch": cfg.ch}
+    G = TextToImageGenerator(**g_kwargs)
+    return G, DISCRIMINATORS[cfg.discriminator](cfg.ch, G.text_dim), g_kwargs
 
 
 def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resume: bool = False,
@@ -279,8 +395,7 @@ def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resu
                          f"use the same options or another --out")
     t0 = time.perf_counter()
     if state is None:
-        text_metrics = pretrain_text_encoder(G.text_encoder, cfg.text_pretrain_steps, seed=cfg.seed,
-                                             progress=progress)
+        text_metrics = pretrain_tagger(G.text_encoder, cfg.text_pretrain_steps, seed=cfg.seed, progress=progress)
         print(f"text encoder pre-trained: {text_metrics}", file=sys.stderr)
     G.text_encoder.requires_grad_(False)
     G, D = G.to(device), D.to(device)

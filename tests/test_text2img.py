@@ -63,7 +63,7 @@ def test_discriminators_score_each_image_caption_pair(disc):
 
 
 def test_training_resumes_from_its_last_checkpoint(tmp_path):
-    cfg = get_config("shapes-text2img", steps=4, batch_size=8, ch=4, z_dim=4, text_dim=8, text_pretrain_steps=2,
+    cfg = get_config("shapes-text2img", steps=4, batch_size=8, ch=4, z_dim=4, text_pretrain_steps=2,
                      ckpt_every=2, log_every=2, eval_samples=8)
     full = text2img.train_text_gan(cfg, out=tmp_path / "full", progress=False)
     text2img.train_text_gan(dataclasses.replace(cfg, steps=2), out=tmp_path / "cut", progress=False)
@@ -89,3 +89,20 @@ def test_the_probe_reads_real_scenes_and_catches_swapped_colours():
     swapped = dataclasses.replace(pairs, attributes=first, second_attributes=second)
     measured = probe.binding_metrics(judge, pairs.images, swapped)
     assert measured["swapped"] > 0.95 and measured["objects"] < 0.05 and measured["binding"] < 0.05
+
+
+def test_word_tags_give_each_adjective_to_the_object_it_describes():
+    first = torch.tensor([2, 0, 1, 0])    # big red triangle
+    second = torch.tensor([1, 2, 0, 1])   # small blue square
+    caption = "above a small azure box there is a huge crimson wedge"
+    named = [text2img.TAGS[t] if t < len(text2img.TAGS) else None
+             for t in text2img.word_tags(caption, first, second, relation=2)]
+    assert named == ["relation above", None, "second size small", "second colour blue", "second shape square", None,
+                     None, None, "first size big", "first colour red", "first shape triangle"]
+
+
+@needs("shapes-text2img")
+def test_the_shipped_text_encoder_reads_held_out_combinations():
+    encoder = hub.load_pretrained("shapes-text2img").text_encoder
+    accuracy = text2img.caption_accuracy(encoder, n=300)
+    assert accuracy["caption_accuracy_test"] >= 0.99 and accuracy["caption_accuracy_heldout"] >= 0.99
