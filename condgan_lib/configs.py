@@ -169,7 +169,7 @@ class PriorConfig:
     """unCLIP's diffusion prior in miniature: CLIP text embedding -> CLIP image embedding."""
     name: str
     clip: str = "shapes-clip"         # the shipped CLIP whose embeddings it maps
-    hidden: int = 512
+    hidden: int = 256
     depth: int = 3
     timesteps: int = 100
     train_size: int = 20000
