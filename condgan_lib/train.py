@@ -255,7 +255,8 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
     if resume:
         state = distributed.broadcast_object(load_latest_checkpoint(out) if main else None)
         if state is None:
-            print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0", file=sys.stderr)
+            if main:
+                print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0", file=sys.stderr)
         else:
             if _recipe(state["config"]) != _recipe(_jsonable(cfg.to_dict())):
                 raise ValueError(f"--resume: the checkpoint in {out} was written with a different config; "
@@ -497,7 +498,8 @@ def write_run_pictures(out: Path, cfg: GANConfig, G, history: list[dict], wall_t
     axes[0].legend()
     if accs:
         axes[1].plot(*zip(*accs), "o-")
-        axes[1].set(xlabel="step", ylabel="condition accuracy", ylim=(0, 1), title="EMA generator, 1000 samples")
+        axes[1].set(xlabel="step", ylabel="condition accuracy", ylim=(0, 1),
+                    title=f"{'EMA' if cfg.ema_decay else 'raw'} generator, {10 * max(1, cfg.eval_samples // 10)} samples")
     fig.suptitle(f"{cfg.steps} steps, global batch {cfg.batch_size}, {wall_time_s / 60:.1f} min of training",
                  fontsize=9)
     fig.tight_layout()
