@@ -1,9 +1,11 @@
 """CLIP in miniature: the contrastive loss, retrieval recall, zero-shot prompts, the encoders and the trainer."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
 
 from condgan_lib import clip, shapes, text
 from condgan_lib.train import run_config
@@ -86,3 +88,20 @@ def test_training_lowers_the_loss_and_resume_continues_from_the_checkpoint(tmp_p
     assert [h["step"] for h in history][:2] == [5, 10] and history[-1]["step"] == 40
     assert history[1] == first["history"][1]                     # the first ten steps were not run again
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+_TINY = clip.CLIPModel(len(text.VOCAB), embed_dim=16, ch=4, text_dim=16).eval()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(*[st.integers(0, len(v) - 1) for v in shapes.ATTRIBUTES.values()]), min_size=1, max_size=6),
+       st.integers(0, 2 ** 16))
+def test_a_caption_embedding_does_not_depend_on_the_rest_of_the_batch(rows, seed):
+    """Captions of any length are padded to the longest in their batch; the padding must not leak into embeddings."""
+    rng = np.random.default_rng(seed)
+    names = list(shapes.ATTRIBUTES.values())
+    captions = [shapes.caption_for(tuple(names[k][v] for k, v in enumerate(row)), rng) for row in rows]
+    together = _TINY.encode_captions(captions)
+    alone = torch.cat([_TINY.encode_captions([c]) for c in captions])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.allclose(together.norm(dim=1), torch.ones(len(captions)), atol=1e-5)
