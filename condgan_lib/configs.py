@@ -233,10 +233,19 @@ def _check_positive(cfg, *fields: str) -> None:
 
 _UNCLIP = [CLIPConfig("shapes-clip"), PriorConfig("shapes-prior"), DecoderConfig("shapes-decoder")]
 CONFIGS.update({c.name: c for c in _UNCLIP})
-# GPU-sized: larger batches and longer runs (the shipped checkpoints use the CPU recipes above)
-CONFIGS.update({c.name + "-gpu": dataclasses.replace(c, name=c.name + "-gpu", batch_size=4 * c.batch_size,
-                                                      steps=3 * c.steps, train_size=100000)
-                for c in _UNCLIP})
+
+
+def unclip_gpu_variant(cfg):
+    """The GPU-sized chain: 4x batch, 3x steps, 5x data, a wider decoder; each stage reads the GPU-sized stage before."""
+    chain = {"clip": "shapes-clip-gpu"} if hasattr(cfg, "clip") else {}
+    if isinstance(cfg, DecoderConfig):
+        chain.update(prior="shapes-prior-gpu", ch=32)
+    return dataclasses.replace(cfg, name=cfg.name + "-gpu", batch_size=4 * cfg.batch_size, steps=3 * cfg.steps,
+                               train_size=100000, **chain)
+
+
+# the shipped checkpoints use the CPU recipes above
+CONFIGS.update({c.name + "-gpu": unclip_gpu_variant(c) for c in _UNCLIP})
 # ------------------------------------------------------------------------------------------- end of CLIP and unCLIP
 
 

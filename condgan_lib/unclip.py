@@ -349,7 +349,7 @@ def train_prior(cfg, device: str, out: Path, resume: bool, progress: bool, evalu
 
     cfg.validate()
     config = _jsonable(cfg.to_dict())
-    clip = train_or_load(cfg.clip, progress=progress)
+    clip = train_or_load(cfg.clip, device=device, progress=progress)
     torch.manual_seed(cfg.seed)
     kwargs = {"embed_dim": clip.embed_dim, "hidden": cfg.hidden, "depth": cfg.depth, "timesteps": cfg.timesteps}
     prior = DiffusionPrior(**kwargs).to(device)
@@ -399,7 +399,7 @@ def train_decoder(cfg, device: str, out: Path, resume: bool, progress: bool, eva
 
     cfg.validate()
     config = _jsonable(cfg.to_dict())
-    clip = train_or_load(cfg.clip, progress=progress).to(device).eval()
+    clip = train_or_load(cfg.clip, device=device, progress=progress).eval()
     for p in clip.parameters():
         p.requires_grad_(False)
     torch.manual_seed(cfg.seed)
