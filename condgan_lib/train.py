@@ -445,7 +445,8 @@ def run_config(name: str, device: str = "auto", out: str | Path | None = None, r
         raise ValueError(f"config {name!r} ({type(cfg).__name__}) trains in one process; run it without torchrun")
     out = Path(out or Path("runs") / name)
     out.mkdir(parents=True, exist_ok=True)
-    main, where = distributed.is_main(), hardware(device)  # read before a trainer leaves the process group
+    # read before training: a trainer leaves the process group, and the source may change during a long run
+    main, where, commit = distributed.is_main(), hardware(device), git_commit()
     result = TRAINERS[type(cfg)](cfg, device, out, resume, progress, evaluate)
     model, history = result["model"], result["history"]
     if not main:  # rank 0 writes the run's files
@@ -454,7 +455,7 @@ def run_config(name: str, device: str = "auto", out: str | Path | None = None, r
              "command": command or f"python -m condgan_lib.train --config {name}",
              "config": _jsonable(cfg.to_dict()), "steps": result["steps"], "wall_time_s": result["wall_time_s"],
              "hardware": where, "metrics": result["metrics"],
-             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit()}
+             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit}
     (out / "history.json").write_text(json.dumps(history, indent=1))
     exports = [(name, model, result["kwargs"], entry)]
     for extra_name, extra_model, extra_kwargs, extra_metrics, note in result.get("extra", []):
