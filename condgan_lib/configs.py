@@ -235,10 +235,45 @@ _UNCLIP = [CLIPConfig("shapes-clip"), PriorConfig("shapes-prior"), DecoderConfig
 CONFIGS.update({c.name: c for c in _UNCLIP})
 
 
+@dataclass
+class DiffusionDecoderConfig:
+    """The stretch: a tiny diffusion decoder on the same CLIP image embeddings, to compare with the GAN decoder."""
+    name: str
+    clip: str = "shapes-clip"
+    prior: str = "shapes-prior"
+    ch: int = 16
+    timesteps: int = 100
+    cond_drop: float = 0.1            # share of embeddings zeroed in training (for classifier-free guidance)
+    train_size: int = 20000
+    batch_size: int = 64
+    steps: int = 3000
+    lr: float = 1e-3
+    ema_decay: float = 0.999
+    eval_samples: int = 500
+    amp: str = "none"
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+
+    def validate(self) -> "DiffusionDecoderConfig":
+        _check_positive(self, "ch", "timesteps", "train_size", "batch_size", "steps", "lr", "eval_samples",
+                        "log_every", "ckpt_every")
+        if not 0 <= self.cond_drop < 1 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"config {self.name!r}: cond_drop and ema_decay must be in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_UNCLIP.append(DiffusionDecoderConfig("shapes-diffusion-decoder"))
+CONFIGS[_UNCLIP[-1].name] = _UNCLIP[-1]
+
+
 def unclip_gpu_variant(cfg):
     """The GPU-sized chain: 4x batch, 3x steps, 5x data, a wider decoder; each stage reads the GPU-sized stage before."""
     chain = {"clip": "shapes-clip-gpu"} if hasattr(cfg, "clip") else {}
-    if isinstance(cfg, DecoderConfig):
+    if isinstance(cfg, (DecoderConfig, DiffusionDecoderConfig)):
         chain.update(prior="shapes-prior-gpu", ch=32)
     return dataclasses.replace(cfg, name=cfg.name + "-gpu", batch_size=4 * cfg.batch_size, steps=3 * cfg.steps,
                                train_size=100000, **chain)

@@ -18,7 +18,7 @@ from . import hub, metrics
 TOLERANCE = {"fid": 0.5, "kid": 0.05, "precision": 0.01, "recall": 0.01, "condition_accuracy": 0.005,
              "min_class_recall": 0.02}
 # CLIP, prior and decoder of the unCLIP chapter (condgan_lib.unclip.recompute_metrics measures them)
-UNCLIP_KINDS = ("CLIPModel", "DiffusionPrior", "EmbeddingConditionedGenerator")
+UNCLIP_KINDS = ("CLIPModel", "DiffusionPrior", "EmbeddingConditionedGenerator", "TinyDiffusionDecoder")
 TOLERANCE.update({"recall_t2i@1": 0.01, "recall_t2i@5": 0.01, "recall_i2t@1": 0.01, "recall_i2t@5": 0.01,
                   "zero_shot_mean": 0.01, "temperature": 1e-4, "prior_cosine": 0.01, "text_embedding_cosine": 0.005,
                   "clip_score": 0.01, "clip_score_real": 0.005, "probe_all": 0.02})

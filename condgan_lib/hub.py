@@ -17,14 +17,15 @@ from .classifier import DomainClassifier
 from .data import sha256_of
 from .models import Generator, MLPGenerator
 from .clip import CLIPModel
-from .unclip import DiffusionPrior, EmbeddingConditionedGenerator
+from .unclip import DiffusionPrior, EmbeddingConditionedGenerator, TinyDiffusionDecoder
 from .probe import AttributeProbe
 from .text2img import TextToImageGenerator
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 MANIFEST = "manifest.json"
 MODEL_CLASSES = {cls.__name__: cls for cls in (Generator, MLPGenerator, DomainClassifier)}
-MODEL_CLASSES.update({cls.__name__: cls for cls in (CLIPModel, DiffusionPrior, EmbeddingConditionedGenerator)})
+MODEL_CLASSES.update({cls.__name__: cls for cls in (CLIPModel, DiffusionPrior, EmbeddingConditionedGenerator,
+                                                    TinyDiffusionDecoder)})
 MODEL_CLASSES.update({cls.__name__: cls for cls in (AttributeProbe, TextToImageGenerator)})
 
 

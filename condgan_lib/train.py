@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from . import clip, distributed, hub, losses, metrics, unclip
 from .classifier import train_classifier
-from .configs import ClassifierConfig, CLIPConfig, DecoderConfig, GANConfig, PriorConfig, get_config
+from .configs import (ClassifierConfig, CLIPConfig, DecoderConfig, DiffusionDecoderConfig, GANConfig, PriorConfig,
+                      get_config)
 from .data import load_images, random_batches
 from .configs import ProbeConfig, TextGANConfig
 from . import text2img
@@ -430,7 +431,8 @@ def _run_gan(cfg: GANConfig, device: str, out: Path, resume: bool, progress: boo
 # {"model", "kwargs" (the model's constructor arguments), "steps", "wall_time_s", "history", "metrics"} and optionally
 # "extra": [(name, model, kwargs, metrics, note)] for further models of the same run that ship beside it.
 TRAINERS = {ClassifierConfig: _run_classifier, GANConfig: _run_gan}
-TRAINERS.update({CLIPConfig: clip.train_clip, PriorConfig: unclip.train_prior, DecoderConfig: unclip.train_decoder})
+TRAINERS.update({CLIPConfig: clip.train_clip, PriorConfig: unclip.train_prior, DecoderConfig: unclip.train_decoder,
+                 DiffusionDecoderConfig: unclip.train_diffusion_decoder})
 TRAINERS.update({ProbeConfig: text2img.run_probe, TextGANConfig: text2img.run_text_gan})
 DISTRIBUTED_KINDS = (GANConfig,)  # kinds whose trainer runs data-parallel under torchrun (see train_gan)
 

@@ -457,3 +457,140 @@ def train_decoder(cfg, device: str, out: Path, resume: bool, progress: bool, eva
         measured = measure_decoder(decoder, clip.cpu(), train_or_load(cfg.prior, progress=progress), load_probe())
     return {"model": decoder, "kwargs": kwargs, "steps": cfg.steps, "history": history, "metrics": measured,
             "wall_time_s": round(wall_before + time.perf_counter() - t0, 1)}
+
+
+# ------------------------------------------------------------------------ stretch: a tiny diffusion decoder
+
+class TinyDiffusionDecoder(nn.Module):
+    """A small diffusion decoder on the same CLIP image embeddings: DALL-E 2's kind of decoder, at toy scale.
+
+    A three-level U-Net predicts the noise ``eps`` in ``x_t`` (Ho et al., 2020) given the step and the embedding,
+    which scale and shift every level's features; the embedding also enters the 8 x 8 bottleneck as a map, since a
+    convolution alone cannot tell where in the image it is (and position is part of the caption). The embedding is dropped (set to zero) for a share of the training
+    images, so the same network also learns the unconditional model that classifier-free guidance (Ho & Salimans,
+    2022) extrapolates away from. Sampling is deterministic DDIM (Song et al., 2021) on a subset of the steps.
+    """
+
+    def __init__(self, embed_dim: int = 64, ch: int = 8, timesteps: int = 100):
+        super().__init__()
+        self.embed_dim, self.timesteps = embed_dim, timesteps
+        widths = [ch, 2 * ch, 4 * ch, 2 * ch, ch]                 # the five feature maps that are modulated
+        self.widths = widths
+        self.cond = nn.Sequential(nn.Linear(embed_dim + 32, 128), nn.SiLU(), nn.Linear(128, 2 * sum(widths)))
+        self.conv_in = nn.Conv2d(3, ch, 3, 1, 1)                           # 32 x 32
+        self.down1 = nn.Conv2d(ch, 2 * ch, 4, 2, 1)                        # 16 x 16
+        self.down2 = nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1)                    # 8 x 8
+        self.to_map = nn.Linear(embed_dim, 4 * ch * 8 * 8)                 # the embedding as an 8 x 8 map: where
+        self.up1 = nn.ConvTranspose2d(4 * ch, 2 * ch, 4, 2, 1)             # 16 x 16, then joined with down1's map
+        self.merge1 = nn.Conv2d(4 * ch, 2 * ch, 3, 1, 1)
+        self.up2 = nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1)                 # 32 x 32, then joined with conv_in's map
+        self.merge2 = nn.Conv2d(2 * ch, ch, 3, 1, 1)
+        self.conv_out = nn.Conv2d(ch, 3, 3, 1, 1)
+        self.norms = nn.ModuleList(nn.GroupNorm(min(4, w), w, affine=False) for w in widths)
+        self.register_buffer("alpha_bar", cosine_schedule(timesteps), persistent=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The predicted noise in images ``x`` (in [-1, 1] scale) at steps ``t`` for embeddings ``emb``."""
+        emb = emb * math.sqrt(self.embed_dim)          # unit vectors -> coordinates of order 1, like the step features
+        films = self.cond(torch.cat([emb, timestep_features(t, self.timesteps)], 1)).split(
+            [2 * w for w in self.widths], dim=1)
+
+        def block(h, i):
+            scale, shift = films[i].chunk(2, dim=1)
+            return F.silu(self.norms[i](h) * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
+
+        h1 = block(self.conv_in(x), 0)
+        h2 = block(self.down1(h1), 1)
+        h3 = block(self.down2(h2) + self.to_map(emb).view(len(x), -1, 8, 8), 2)
+        u1 = block(self.merge1(torch.cat([self.up1(h3), h2], 1)), 3)
+        u2 = block(self.merge2(torch.cat([self.up2(u1), h1], 1)), 4)
+        return self.conv_out(u2)
+
+    def loss(self, images: torch.Tensor, emb: torch.Tensor, drop: float = 0.1,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise-prediction MSE on images in [-1, 1]; a share ``drop`` of the embeddings is zeroed (for guidance)."""
+        n, device = len(images), images.device
+        t = torch.randint(0, self.timesteps, (n,), generator=generator).to(device)
+        noise = torch.randn(images.shape, generator=generator).to(device)
+        keep = (torch.rand(n, 1, generator=generator) >= drop).to(device, emb.dtype)
+        a = self.alpha_bar[t][:, None, None, None]
+        return F.mse_loss(self(a.sqrt() * images + (1 - a).sqrt() * noise, t, emb * keep), noise)
+
+    @torch.no_grad()
+    def generate(self, embeddings: torch.Tensor, seed: int | None = None, steps: int = 25,
+                 guidance: float = 1.0) -> torch.Tensor:
+        """Images ``[N, 3, 32, 32]`` in [0, 1] by DDIM with ``steps`` steps; ``guidance`` > 1 is classifier-free
+        guidance ``eps_u + guidance * (eps_c - eps_u)``."""
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embed_dim:
+            raise ValueError(f"expected embeddings of shape [N, {self.embed_dim}], got {tuple(embeddings.shape)}")
+        device = self.conv_in.weight.device
+        emb = F.normalize(embeddings.to(device).float(), dim=1)
+        x = torch.randn(len(emb), 3, 32, 32, generator=_generator(seed)).to(device)
+        ts = torch.linspace(self.timesteps - 1, 0, steps).round().long().tolist()
+        for i, t in enumerate(ts):
+            tt = torch.full((len(x),), t, device=device, dtype=torch.long)
+            eps = self(x, tt, emb)
+            if guidance != 1.0:
+                eps_u = self(x, tt, torch.zeros_like(emb))
+                eps = eps_u + guidance * (eps - eps_u)
+            a = self.alpha_bar[t]
+            x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+            a_next = self.alpha_bar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=device)
+            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        return (x.clamp(-1, 1) + 1) / 2
+
+
+def train_diffusion_decoder(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
+    """Train ``TinyDiffusionDecoder`` on (image, CLIP image embedding) pairs of the frozen CLIP ``cfg.clip``, with an
+    exponential moving average of its weights (the shipped model)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from .data import random_batches
+    from .hub import train_or_load
+    from .train import _jsonable, ema_avg_fn
+
+    cfg.validate()
+    config = _jsonable(cfg.to_dict())
+    clip = train_or_load(cfg.clip, device=device, progress=progress).eval()
+    torch.manual_seed(cfg.seed)
+    kwargs = {"embed_dim": clip.embed_dim, "ch": cfg.ch, "timesteps": cfg.timesteps}
+    model = TinyDiffusionDecoder(**kwargs).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = AveragedModel(model, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True)
+    images, z_i, _ = embed_training_set(clip, cfg.train_size, cfg.seed, device)
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    start, history, wall_before = 0, [], 0.0
+    state = resume_run(out, config) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"]), ema.load_state_dict(state["ema"]), opt.load_state_dict(state["opt"])
+        noise_gen.set_state(state["noise"])
+        start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
+    batches = random_batches(images, z_i, cfg.batch_size, seed=cfg.seed, start_step=start)
+    t0 = time.perf_counter()
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
+    for step in bar:
+        real, emb = next(batches)
+        loss = model.loss(real, emb, drop=cfg.cond_drop, generator=noise_gen)
+        if not torch.isfinite(loss):
+            raise ValueError(f"{cfg.name}: non-finite loss at step {step + 1}; the last good checkpoint is kept")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.update_parameters(model)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            history.append({"step": step + 1, "loss": round(loss.item(), 4)})
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            save_run_checkpoint(out, step + 1, {
+                "config": config, "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "noise": noise_gen.get_state(), "history": json.dumps(history),
+                "wall_time_s": wall_before + time.perf_counter() - t0})
+    decoder = copy.deepcopy(ema.module).cpu().eval()
+    measured = {}
+    if evaluate:
+        measured = measure_decoder(decoder, clip.cpu(), train_or_load(cfg.prior, progress=progress), load_probe(),
+                                   n=cfg.eval_samples)
+    return {"model": decoder, "kwargs": kwargs, "steps": cfg.steps, "history": history, "metrics": measured,
+            "wall_time_s": round(wall_before + time.perf_counter() - t0, 1)}

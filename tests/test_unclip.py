@@ -138,3 +138,28 @@ def test_configs_name_their_clip_and_refuse_bad_values():
         configs.get_config("shapes-decoder", embed_noise=-1.0)
     with pytest.raises(ValueError, match="steps"):
         configs.get_config("shapes-prior", steps=0)
+
+
+def test_tiny_diffusion_decoder_samples_images_reproducibly_and_guidance_one_is_plain_sampling():
+    torch.manual_seed(0)
+    model = unclip.TinyDiffusionDecoder(embed_dim=16, ch=4, timesteps=10).eval()
+    emb = F.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(2)), dim=1)
+    images = model.generate(emb, seed=1, steps=5)
+    assert images.shape == (3, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+    assert torch.equal(images, model.generate(emb, seed=1, steps=5, guidance=1.0))
+    assert not torch.equal(images, model.generate(emb, seed=1, steps=5, guidance=3.0))
+    with pytest.raises(ValueError, match=r"\[N, 16\]"):
+        model.generate(torch.randn(3, 8), seed=0)
+
+
+def test_tiny_diffusion_decoder_loss_is_the_noise_prediction_error_and_drops_embeddings():
+    torch.manual_seed(0)
+    model = unclip.TinyDiffusionDecoder(embed_dim=16, ch=4, timesteps=10)
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    emb = F.normalize(torch.randn(8, 16), dim=1)
+    loss = model.loss(x, emb, generator=torch.Generator().manual_seed(0))
+    assert loss.item() > 0 and torch.isfinite(loss)
+    # with every embedding dropped the loss cannot depend on the embeddings
+    a = model.loss(x, emb, drop=1.0 - 1e-9, generator=torch.Generator().manual_seed(0))
+    b = model.loss(x, -emb, drop=1.0 - 1e-9, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b)
