@@ -113,8 +113,8 @@ _CPU = [
     GANConfig("mnist-acgan", dataset="mnist", model="acgan", loss="bce", lr_d=1e-3, steps=12000),
     GANConfig("mnist-projection", dataset="mnist", model="projection", loss="hinge", lr_d=1e-3, sn_embedding=False,
               steps=12000, export_raw_generator=True),
-    GANConfig("fashion-projection", dataset="fashion-mnist", model="projection", loss="hinge", lr_d=1e-3,
-              sn_embedding=False, steps=12000),
+    # fashion-projection kept the earlier recipe too: the new one (12000 steps) gave 0.886 and FID 53.9, no better
+    GANConfig("fashion-projection", dataset="fashion-mnist", model="projection", loss="hinge", steps=8000),
 ]
 
 CONFIGS: dict = {c.name: c for c in _CPU}
