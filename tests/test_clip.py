@@ -10,13 +10,7 @@ from hypothesis import given, settings, strategies as st
 from condgan_lib import clip, shapes, text
 from condgan_lib.train import run_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_clip_loss_is_the_mean_of_both_cross_entropies_written_out():

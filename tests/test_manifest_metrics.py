@@ -6,19 +6,10 @@ import torch
 from condgan_lib import evaluate, hub
 from condgan_lib.data import DataUnavailableError, sha256_of
 
-pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`:UserWarning")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 MANIFEST = hub.read_manifest()
 GENERATORS = evaluate.generator_names()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One CPU thread: for these small networks it is faster than two, and the tolerance covers the kernel change."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_the_manifest_lists_shipped_checkpoints():

@@ -10,16 +10,10 @@ from condgan_lib.configs import get_config
 from condgan_lib.shapes import sample_batch
 from condgan_lib.text import UnknownWordError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SHIPPED = hub.list_pretrained()
 needs = lambda name: pytest.mark.skipif(name not in SHIPPED, reason=f"{name} is not shipped")  # noqa: E731
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @needs("shapes-text2img")

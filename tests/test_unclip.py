@@ -8,13 +8,7 @@ import torch.nn.functional as F
 from condgan_lib import clip, configs, hub, shapes, text, unclip
 from condgan_lib.train import run_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
