@@ -180,6 +180,35 @@ def resume_run(out: Path, config: dict) -> dict | None:
     return state
 
 
+def run_loss_steps(cfg, model: nn.Module, opt, batches, step_loss, out: Path, config: dict, start: int,
+                   history: list, wall_before: float, progress: bool, extra_state=dict, extra_log=dict,
+                   after_step=None) -> float:
+    """The loop of a trainer with one loss: ``step_loss(batch)``, a NaN guard, an optimiser step, ``after_step()``,
+    logging (``extra_log()`` adds to each history entry) and atomic checkpoints (``extra_state()`` adds to each).
+    Returns the ``perf_counter`` time the loop started, for the caller's wall time."""
+    t0 = time.perf_counter()
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
+    for step in bar:
+        loss = step_loss(next(batches))
+        if not torch.isfinite(loss):
+            raise ValueError(f"{cfg.name}: non-finite loss at step {step + 1}; the last good checkpoint is kept")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            logged = {k: round(v, 4) for k, v in extra_log().items()}
+            history.append({"step": step + 1, "loss": round(loss.item(), 4), **logged})
+            bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in logged.items()})
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            save_run_checkpoint(out, step + 1, {"config": config, "model": model.state_dict(), "opt": opt.state_dict(),
+                                                **extra_state(), "history": json.dumps(history),
+                                                "wall_time_s": wall_before + time.perf_counter() - t0})
+    return t0
+
+
 def training_pairs(n: int, seed: int) -> shapes.ShapesBatch:
     """The fixed training set of a run: ``n`` captioned images of the train split, drawn once with ``seed``."""
     return shapes.sample_batch(n, seed=seed, split="train")
@@ -209,24 +238,9 @@ def train_clip(cfg, device: str, out: Path, resume: bool, progress: bool, evalua
         start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
     batches = random_batches(images, torch.arange(len(images), device=device), cfg.batch_size, seed=cfg.seed,
                              start_step=start)
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
-    for step in bar:
-        x, idx = next(batches)
-        loss = clip_loss(model(x, tokens[idx]))
-        if not torch.isfinite(loss):
-            raise ValueError(f"{cfg.name}: non-finite loss at step {step + 1}; the last good checkpoint is kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "loss": round(loss.item(), 4), "temperature": round(model.temperature, 4)})
-            bar.set_postfix(loss=f"{loss.item():.3f}", tau=f"{model.temperature:.3f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_run_checkpoint(out, step + 1, {"config": config, "model": model.state_dict(), "opt": opt.state_dict(),
-                                                "history": json.dumps(history),
-                                                "wall_time_s": wall_before + time.perf_counter() - t0})
+    t0 = run_loss_steps(cfg, model, opt, batches, lambda batch: clip_loss(model(batch[0], tokens[batch[1]])), out,
+                        config, start, history, wall_before, progress,
+                        extra_log=lambda: {"temperature": model.temperature})
     model = model.cpu().eval()
     measured = measure_clip(model) if evaluate else {}
     return {"model": model, "kwargs": kwargs, "steps": cfg.steps, "history": history, "metrics": measured,

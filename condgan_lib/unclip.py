@@ -33,7 +33,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
 from . import losses, shapes
-from .clip import CLIPModel, resume_run, save_run_checkpoint, training_pairs
+from .clip import CLIPModel, resume_run, run_loss_steps, save_run_checkpoint, training_pairs
 from .models import _noise
 
 
@@ -364,24 +364,8 @@ def train_prior(cfg, device: str, out: Path, resume: bool, progress: bool, evalu
         noise_gen.set_state(state["noise"])
         start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
     batches = random_batches(z_i, z_t, cfg.batch_size, seed=cfg.seed, start_step=start)
-    t0 = time.perf_counter()
-    prior.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
-    for step in bar:
-        img, txt = next(batches)
-        loss = prior.loss(img, txt, generator=noise_gen)
-        if not torch.isfinite(loss):
-            raise ValueError(f"{cfg.name}: non-finite loss at step {step + 1}; the last good checkpoint is kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "loss": round(loss.item(), 4)})
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_run_checkpoint(out, step + 1, {"config": config, "model": prior.state_dict(), "opt": opt.state_dict(),
-                                                "noise": noise_gen.get_state(), "history": json.dumps(history),
-                                                "wall_time_s": wall_before + time.perf_counter() - t0})
+    t0 = run_loss_steps(cfg, prior, opt, batches, lambda batch: prior.loss(*batch, generator=noise_gen), out, config,
+                        start, history, wall_before, progress, extra_state=lambda: {"noise": noise_gen.get_state()})
     prior = prior.cpu().eval()
     measured = measure_prior(prior, clip.cpu()) if evaluate else {}
     return {"model": prior, "kwargs": kwargs, "steps": cfg.steps, "history": history, "metrics": measured,
@@ -567,26 +551,10 @@ def train_diffusion_decoder(cfg, device: str, out: Path, resume: bool, progress:
         noise_gen.set_state(state["noise"])
         start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
     batches = random_batches(images, z_i, cfg.batch_size, seed=cfg.seed, start_step=start)
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
-    for step in bar:
-        real, emb = next(batches)
-        loss = model.loss(real, emb, drop=cfg.cond_drop, generator=noise_gen)
-        if not torch.isfinite(loss):
-            raise ValueError(f"{cfg.name}: non-finite loss at step {step + 1}; the last good checkpoint is kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema.update_parameters(model)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "loss": round(loss.item(), 4)})
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_run_checkpoint(out, step + 1, {
-                "config": config, "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "noise": noise_gen.get_state(), "history": json.dumps(history),
-                "wall_time_s": wall_before + time.perf_counter() - t0})
+    t0 = run_loss_steps(cfg, model, opt, batches,
+                        lambda batch: model.loss(*batch, drop=cfg.cond_drop, generator=noise_gen), out, config, start,
+                        history, wall_before, progress, after_step=lambda: ema.update_parameters(model),
+                        extra_state=lambda: {"ema": ema.state_dict(), "noise": noise_gen.get_state()})
     decoder = copy.deepcopy(ema.module).cpu().eval()
     measured = {}
     if evaluate:
