@@ -6,6 +6,8 @@ steps, wall time, hardware and measured metrics. Files are plain dicts of tensor
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import tempfile
@@ -67,9 +69,27 @@ def read_manifest(directory: str | Path | None = None) -> dict:
 def write_manifest_entry(name: str, entry: dict, directory: str | Path | None = None) -> None:
     """Add or replace one entry of the manifest, written atomically (the only way the manifest changes)."""
     directory = Path(directory or CHECKPOINT_DIR)
-    manifest = read_manifest(directory)
-    manifest[name] = entry
-    atomic_write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n", directory / MANIFEST)
+    with _manifest_lock(directory):  # two runs shipping at once must not lose each other's entry
+        manifest = read_manifest(directory)
+        manifest[name] = entry
+        atomic_write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n", directory / MANIFEST)
+
+
+@contextlib.contextmanager
+def _manifest_lock(directory: Path):
+    """An exclusive lock on ``directory/.manifest.lock`` for a read-modify-write of the manifest (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; ship one run at a time
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".manifest.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def list_pretrained(directory: str | Path | None = None) -> list[str]:

@@ -88,3 +88,22 @@ def test_train_or_load_loads_a_shipped_model(capsys):
     model = condgan_lib.train_or_load("mnist-classifier")
     assert "loaded shipped checkpoint" in capsys.readouterr().out
     assert model.head.out_features == 10
+
+
+def _write_entries(directory: str, prefix: str, n: int) -> None:
+    for i in range(n):
+        hub.write_manifest_entry(f"{prefix}-{i}", {"file": f"{prefix}-{i}.pt"}, directory)
+
+
+def test_concurrent_manifest_writers_lose_no_entry(tmp_path):
+    """Two runs that ship at the same time each read, extend and rewrite the manifest: the lock keeps both."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    writers = [ctx.Process(target=_write_entries, args=(str(tmp_path), f"run{w}", 40)) for w in range(3)]
+    for p in writers:
+        p.start()
+    for p in writers:
+        p.join(timeout=120)
+    assert all(p.exitcode == 0 for p in writers)
+    assert len(hub.read_manifest(tmp_path)) == 3 * 40
