@@ -140,18 +140,21 @@ def time_to_accuracy(cfg, device: str, target: float, budget_s: float = float("i
 def data_parallel_throughput(cfg, device: str, processes: int, steps: int, threads: int) -> dict:
     """Images/s of ``python -m condgan_lib.train`` in one process and under ``torchrun`` with ``processes`` ranks.
 
-    Both train ``cfg`` (same global batch) for ``steps`` steps with ``threads`` CPU threads per process, no
-    evaluation and one checkpoint; images/s = steps x global batch / the run's recorded training wall time.
+    Both train ``cfg`` (same global batch) for ``steps`` steps on the same ``threads`` CPU threads in all: the single
+    process uses them all, each of the ``processes`` ranks gets ``threads // processes`` (at least one). No evaluation,
+    one checkpoint; images/s = steps x global batch / the run's recorded training wall time.
     """
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    common = ["--config", cfg.name, "--steps", str(steps), "--device", device.split(":")[0], "--threads", str(threads),
-              "--no-progress", "--no-eval", "--set", f"eval_every={10 ** 9}", "--set", f"ckpt_every={10 ** 9}"]
     rates = {}
     for n in (1, processes):
+        per_process = str(max(1, threads // n))
+        common = ["--config", cfg.name, "--steps", str(steps), "--device", device.split(":")[0], "--threads",
+                  per_process, "--no-progress", "--no-eval", "--set", f"eval_every={10 ** 9}", "--set",
+                  f"ckpt_every={10 ** 9}"]
         out = tempfile.mkdtemp(prefix="bench-ddp-")
         launch = ([sys.executable, "-m", "condgan_lib.train"] if n == 1 else
                   [torchrun, "--standalone", "--nproc_per_node", str(n), "-m", "condgan_lib.train"])
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": per_process}
         done = subprocess.run([*launch, *common, "--out", out], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(launch)} failed:\n{done.stderr[-2000:]}")
@@ -228,9 +231,9 @@ def _bench(args, argv: list[str]) -> int:
     if args.processes > 1:
         threads = torch.get_num_threads()
         print(f"\n3. data parallel: the training command, {args.ddp_steps} steps, global batch {cfg.batch_size}, "
-              f"{threads} thread(s) per process")
+              f"{threads} thread(s) in all")
         rates = data_parallel_throughput(cfg, device, args.processes, args.ddp_steps, threads)
-        print(f"1 process          {rates[1]:9.0f} images/s")
+        print(f"1 process          {rates[1]:9.0f} images/s   ({threads} thread(s))")
         print(f"{args.processes} processes        {rates[args.processes]:9.0f} images/s   "
               f"ratio {rates[args.processes] / rates[1]:.2f}")
     if not args.skip_accuracy:

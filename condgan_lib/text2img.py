@@ -414,6 +414,7 @@ def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resu
         text_metrics = state["text_metrics"]
         print(f"resumed {cfg.name} from step {start}")
     G.text_encoder.eval()                                       # frozen: no dropout, fixed embeddings
+    judge = _probe_or_none()
     n_int = max(1, cfg.batch_size // 4)                    # GAN-INT on a quarter batch: cheap, and enough
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
     for step in bar:
@@ -438,6 +439,11 @@ def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resu
                                          f"good checkpoint in {out / 'checkpoints'} is intact: --resume after a fix.")
             history.append({"step": step + 1, "d_loss": round(d_val, 4), "g_loss": round(g_val, 4)})
             bar.set_postfix(D=f"{d_val:.3f}", G=f"{g_val:.3f}")
+        if judge is not None and (step + 1) % cfg.eval_every == 0:   # how alignment evolves, in the history
+            read = evaluate_alignment((ema.module if ema is not None else G), judge, n=200)
+            if not history or history[-1]["step"] != step + 1:
+                history.append({"step": step + 1})
+            history[-1].update({k: read[k] for k in ("test_shape", "test_all", "heldout_all", "two_object_objects")})
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             ckpt = {"step": step + 1, "config": json.loads(json.dumps(cfg.to_dict())), "G": G.state_dict(),
                     "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
@@ -453,18 +459,23 @@ def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resu
             "wall_time_s": round(wall_before + time.perf_counter() - t0, 1), "text_metrics": text_metrics}
 
 
+def _probe_or_none():
+    """The shipped probe, or None (with a note) where it is not shipped: training then logs losses only."""
+    from .probe import load_probe
+    try:
+        return load_probe()
+    except (ValueError, hub.CheckpointError) as exc:
+        print(f"no shipped probe, alignment not measured: {exc}", file=sys.stderr)
+        return None
+
+
 def run_text_gan(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
     """The trainer of ``TextGANConfig`` for ``python -m condgan_lib.train`` (see the contract above ``TRAINERS``)."""
     result = train_text_gan(cfg, device=device, out=out, resume=resume, progress=progress)
     measured = {}
-    if evaluate:
-        from .probe import load_probe
-        try:
-            probe = load_probe()
-        except (ValueError, hub.CheckpointError) as exc:
-            print(f"no shipped probe, alignment not measured: {exc}", file=sys.stderr)
-        else:
-            measured = {**evaluate_alignment(result["model"], probe, n=cfg.eval_samples), **result["text_metrics"]}
+    probe = _probe_or_none() if evaluate else None
+    if probe is not None:
+        measured = {**evaluate_alignment(result["model"], probe, n=cfg.eval_samples), **result["text_metrics"]}
     return {"model": result["model"], "kwargs": result["g_kwargs"], "steps": result["steps"],
             "wall_time_s": result["wall_time_s"], "history": result["history"], "metrics": measured}
 
