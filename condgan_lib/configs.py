@@ -117,8 +117,10 @@ _CPU = [
     GANConfig("mnist-acgan", dataset="mnist", model="acgan", loss="bce", **_CONDITIONAL),
     GANConfig("mnist-projection", dataset="mnist", model="projection", loss="hinge", sn_embedding=False,
               export_raw_generator=True, **_CONDITIONAL),
+    # Fashion-MNIST's classes differ in texture and detail: at ch 32 condition accuracy stalls near 0.89, twice the
+    # width passes 0.90 by step 2,000 and needs fewer steps (measured in the chapter "Class-conditional GANs")
     GANConfig("fashion-projection", dataset="fashion-mnist", model="projection", loss="hinge", sn_embedding=False,
-              **_CONDITIONAL),
+              **{**_CONDITIONAL, "ch": 64, "steps": 6000}),
 ]
 
 CONFIGS: dict = {c.name: c for c in _CPU}
