@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MODELS = ("mlp", "dcgan", "concat", "acgan", "projection")
 DATASETS = ("mnist", "fashion-mnist")
@@ -230,10 +230,11 @@ class DecoderConfig:
 
 
 def _check_positive(cfg, *fields: str) -> None:
+    """A ValueError naming the first of ``fields`` that is not positive, or an ``amp`` other than "none"."""
     for f in fields:
         if not getattr(cfg, f) > 0:
             raise ValueError(f"config {cfg.name!r}: {f} must be positive, not {getattr(cfg, f)}")
-    if cfg.amp != "none":
+    if getattr(cfg, "amp", "none") != "none":  # configs without the field run in float32 anyway
         raise ValueError(f"config {cfg.name!r}: amp must be 'none' for this model, not {cfg.amp!r}")
 
 
@@ -305,7 +306,7 @@ class ProbeConfig:
     seed: int = 0
 
     def validate(self) -> "ProbeConfig":
-        _check_positive_fields(self, "steps", "batch_size", "lr", "ch", "eval_samples")
+        _check_positive(self, "steps", "batch_size", "lr", "ch", "eval_samples")
         return self
 
     def to_dict(self) -> dict:
@@ -335,7 +336,7 @@ class TextGANConfig:
     ckpt_every: int = 500
 
     def validate(self) -> "TextGANConfig":
-        _check_positive_fields(self, "z_dim", "ch", "batch_size", "steps", "lr_g", "lr_d", "eval_samples",
+        _check_positive(self, "z_dim", "ch", "batch_size", "steps", "lr_g", "lr_d", "eval_samples",
                                "eval_every", "log_every", "ckpt_every")
         if self.discriminator not in ("projection", "concat"):
             raise ValueError(f"config {self.name!r}: discriminator must be 'projection' or 'concat', "
@@ -347,12 +348,6 @@ class TextGANConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _check_positive_fields(cfg, *fields: str) -> None:
-    for f in fields:
-        if not getattr(cfg, f) > 0:
-            raise ValueError(f"config {cfg.name!r}: {f} must be positive, not {getattr(cfg, f)}")
 
 
 _TEXT2IMG = [ProbeConfig("shapes-probe"),
