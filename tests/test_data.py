@@ -1,6 +1,5 @@
 """condgan_lib.data: the offline mirror, its checksums, and the error when no data can be had."""
 import gzip
-import shutil
 from pathlib import Path
 
 import pytest

@@ -1,7 +1,6 @@
 """The ONNX generators the book's page runs in the browser compute what the PyTorch generators compute."""
 import json
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,5 @@
 """condgan_lib.hub: shipped checkpoints load through their manifest, and every way a file can be bad is reported."""
 import json
-import shutil
 
 import pytest
 import torch

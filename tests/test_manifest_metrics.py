@@ -1,7 +1,6 @@
 """The shipped checkpoints are what the manifest says: every file matches its SHA-256, and every generator's metrics
 re-compute to the recorded values (within ``condgan_lib.evaluate.TOLERANCE``) from the same seeds and samples."""
 import pytest
-import torch
 
 from condgan_lib import evaluate, hub
 from condgan_lib.data import DataUnavailableError, sha256_of
