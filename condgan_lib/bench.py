@@ -1,4 +1,4 @@
-"""Benchmark of the training step, printed as ratios against a plain loop run in the same process.
+"""The benchmark command (chapter "Training for real"): the training step, printed as ratios against a plain loop run in the same process.
 
     python -m condgan_lib.bench [--config mnist-projection] [--steps 100] [--budget-s 300] [--processes 2]
                                 [--skip-accuracy] [--device auto] [--threads T] [--out FILE]
@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from . import hub, metrics
-from .configs import get_config
-from .data import load_images
-from .train import build_models, gan_step, git_commit, hardware, resolve_device, train_gan
+from .configs import GANConfig, get_config
+from .data import DataUnavailableError, load_images
+from .fileio import git_commit, hardware, resolve_device
+from .gan import build_models, gan_step, train_gan
 
 
 def plain_loop(G, D, opt_g, opt_d, batches, steps: int, z_dim: int, device: str) -> float:
@@ -126,12 +127,12 @@ def time_to_accuracy(cfg, device: str, target: float, budget_s: float = float("i
     result = {"reached": False, "seconds": 0.0, "steps": 0, "accuracy": float("nan")}
     for steps in range(check_every, cfg.steps + 1, check_every):
         run = dataclasses.replace(cfg, steps=steps, ckpt_every=check_every, eval_every=10 ** 9)
-        with contextlib.redirect_stdout(io.StringIO()):  # "resumed ..." is not part of the table
+        with contextlib.redirect_stderr(io.StringIO()):  # "resumed ..." is not part of the table
             trained = train_gan(run, device=device, out=out, resume=steps > check_every, progress=False)
-        acc = metrics.condition_accuracy(classifier, trained["model"].generate(labels, seed=0), labels)
-        result = {"reached": acc >= target, "seconds": trained["wall_time_s"], "steps": steps, "accuracy": acc}
-        print(f"  step {steps:5d}  {trained['wall_time_s']:7.1f} s  condition accuracy {acc:.3f}", flush=True)
-        if acc >= target or trained["wall_time_s"] >= budget_s:
+        acc = metrics.condition_accuracy(classifier, trained.model.generate(labels, seed=0), labels)
+        result = {"reached": acc >= target, "seconds": trained.wall_time_s, "steps": steps, "accuracy": acc}
+        print(f"  step {steps:5d}  {trained.wall_time_s:7.1f} s  condition accuracy {acc:.3f}", flush=True)
+        if acc >= target or trained.wall_time_s >= budget_s:
             break
     shutil.rmtree(out, ignore_errors=True)
     return result
@@ -199,11 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice)")
     parser.add_argument("--out", help="also write the printed table to this file")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tee = _Tee(sys.stdout)
-    with contextlib.redirect_stdout(tee):
-        code = _bench(args, argv if argv is not None else sys.argv[1:])
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be at least 1, not {args.threads}")
+            torch.set_num_threads(args.threads)
+        if min(args.steps, args.ddp_steps, args.check_every) < 1:
+            raise ValueError("--steps, --ddp-steps and --check-every must be at least 1")
+        cfg = get_config(args.config)
+        if not isinstance(cfg, GANConfig) or not cfg.conditional:
+            raise ValueError(f"--config {args.config}: the benchmark times a class-conditional GAN config, "
+                             f"e.g. mnist-projection")
+        tee = _Tee(sys.stdout)
+        with contextlib.redirect_stdout(tee):
+            code = _bench(args, argv if argv is not None else sys.argv[1:])
+    except (KeyError, ValueError, DataUnavailableError, hub.CheckpointError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
+        return 2
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("".join(tee.lines))

@@ -1,15 +1,20 @@
-"""Domain classifiers for MNIST and Fashion-MNIST: the independent judge of generated images.
+"""Chapter "Measuring a GAN": domain classifiers for MNIST and Fashion-MNIST, the independent judge of generated images.
 
 Their 128-d penultimate features are the feature space of FID, KID and precision/recall in this book:
 Inception weights cannot be downloaded offline, and Inception features mean little on 28x28 grey digits.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import registry
+from .configs import ClassifierConfig
 from .data import load_images, random_batches
+from .engine import RunContext, TrainResult
 
 
 class DomainClassifier(nn.Module):
@@ -44,7 +49,7 @@ def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor
     return (model.predict(images) == labels).float().mean().item()
 
 
-def train_classifier(cfg, device: str = "cpu", progress: bool = True) -> tuple[DomainClassifier, dict]:
+def train_classifier(cfg: ClassifierConfig, device: str = "cpu", progress: bool = True) -> tuple[DomainClassifier, dict]:
     """Train a ``DomainClassifier`` on the training split of ``cfg.dataset``; returns it and its test metrics."""
     torch.manual_seed(cfg.seed)
     train, test = load_images(cfg.dataset, "train"), load_images(cfg.dataset, "test")
@@ -73,3 +78,17 @@ def train_classifier(cfg, device: str = "cpu", progress: bool = True) -> tuple[D
     metrics = {"test_accuracy": round((pred == test.labels).float().mean().item(), 4),
                "per_class_accuracy": [round(a, 4) for a in per_class]}
     return model.cpu(), metrics
+
+
+def run_classifier(cfg: ClassifierConfig, ctx: RunContext) -> TrainResult:
+    """The trainer of ``ClassifierConfig`` for ``python -m condgan_lib.train``: one short loop, no checkpoints."""
+    t0 = time.perf_counter()
+    model, measured = train_classifier(cfg, device=ctx.device, progress=ctx.progress)
+    steps = cfg.epochs * (len(load_images(cfg.dataset, "train").images) // cfg.batch_size)
+    return TrainResult(model=model, kwargs={}, steps=steps, wall_time_s=round(time.perf_counter() - t0, 1),
+                       history=[], metrics=measured)
+
+
+registry.register(registry.Family(
+    name="classifier", chapter="book/measuring.ipynb", config_class=ClassifierConfig, trainer=run_classifier,
+    model_classes=(DomainClassifier,), resumable=False, generator=False))

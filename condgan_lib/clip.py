@@ -1,4 +1,4 @@
-"""CLIP in miniature: an image encoder and a text encoder trained so that an image and its caption get nearby
+"""Chapter "CLIP and DALL-E 2's real design, in miniature": CLIP in miniature: an image encoder and a text encoder trained so that an image and its caption get nearby
 embeddings (Radford et al., 2021), on the captioned shapes of ``condgan_lib.shapes``.
 
 - ``ImageEncoder``: a small CNN, ``[N, 3, 32, 32]`` in [0, 1] -> an embedding.
@@ -14,18 +14,17 @@ DALL-E 2 (unCLIP, Ramesh et al., 2022) is built on a frozen CLIP; ``condgan_lib.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import shapes, text
+from . import registry, shapes, text
+from .configs import CLIPConfig
+from .data import random_batches
+from .engine import RunContext, TrainResult, TrainState, fit, loss_step
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clips 1 / tau at 100 so that the logits cannot grow without bound
 
@@ -155,74 +154,17 @@ def measure_clip(model: CLIPModel, n: int = 1000, seed: int = 10_000, split: str
     return {**out, "temperature": round(model.temperature, 5), "n": n}
 
 
-# --------------------------------------------------------------------------------- checkpoints of a training run
-
-def save_run_checkpoint(out: Path, step: int, state: dict, keep: int = 3) -> None:
-    """Write ``state`` atomically as ``out/checkpoints/step_NNNNNNN.pt`` and keep only the newest ``keep``."""
-    from .hub import atomic_save
-    from .train import checkpoints_in
-    atomic_save({**state, "step": step}, out / "checkpoints" / f"step_{step:07d}.pt")
-    for old in checkpoints_in(out)[keep:]:
-        old.unlink(missing_ok=True)
-
-
-def resume_run(out: Path, config: dict) -> dict | None:
-    """The newest readable checkpoint in ``out`` (None if there is none); a ValueError if its config differs."""
-    from .train import _recipe, load_latest_checkpoint
-    state = load_latest_checkpoint(out)
-    if state is None:
-        print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0")
-        return None
-    if _recipe(state["config"]) != _recipe(config):
-        raise ValueError(f"--resume: the checkpoint in {out} was written with a different config; "
-                         f"use the same options or another --out")
-    print(f"resumed {config['name']} from step {state['step']}")
-    return state
-
-
-def run_loss_steps(cfg, model: nn.Module, opt, batches, step_loss, out: Path, config: dict, start: int,
-                   history: list, wall_before: float, progress: bool, extra_state=dict, extra_log=dict,
-                   after_step=None) -> float:
-    """The loop of a trainer with one loss: ``step_loss(batch)``, a NaN guard, an optimiser step, ``after_step()``,
-    logging (``extra_log()`` adds to each history entry) and atomic checkpoints (``extra_state()`` adds to each).
-    Returns the ``perf_counter`` time the loop started, for the caller's wall time."""
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
-    for step in bar:
-        loss = step_loss(next(batches))
-        if not torch.isfinite(loss):
-            raise ValueError(f"{cfg.name}: non-finite loss at step {step + 1}; the last good checkpoint is kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if after_step is not None:
-            after_step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            logged = {k: round(v, 4) for k, v in extra_log().items()}
-            history.append({"step": step + 1, "loss": round(loss.item(), 4), **logged})
-            bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in logged.items()})
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_run_checkpoint(out, step + 1, {"config": config, "model": model.state_dict(), "opt": opt.state_dict(),
-                                                **extra_state(), "history": json.dumps(history),
-                                                "wall_time_s": wall_before + time.perf_counter() - t0})
-    return t0
-
+# ------------------------------------------------------------------------------------------------- the trainer
 
 def training_pairs(n: int, seed: int) -> shapes.ShapesBatch:
     """The fixed training set of a run: ``n`` captioned images of the train split, drawn once with ``seed``."""
     return shapes.sample_batch(n, seed=seed, split="train")
 
 
-# ------------------------------------------------------------------------------------------------- the trainer
-
-def train_clip(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
-    """Train ``CLIPModel`` with ``clip_loss`` on ``cfg.train_size`` pairs (the trainer contract of ``train.TRAINERS``)."""
-    from .data import random_batches
-    from .train import _jsonable
-
+def train_clip(cfg: CLIPConfig, ctx: RunContext) -> TrainResult:
+    """Train ``CLIPModel`` with ``clip_loss`` on ``cfg.train_size`` pairs, on the training engine."""
     cfg.validate()
-    config = _jsonable(cfg.to_dict())
+    device = ctx.device
     torch.manual_seed(cfg.seed)
     kwargs = {"vocab_size": len(text.VOCAB), "embed_dim": cfg.embed_dim, "ch": cfg.ch, "text_dim": cfg.text_dim,
               "init_temperature": cfg.init_temperature}
@@ -230,18 +172,27 @@ def train_clip(cfg, device: str, out: Path, resume: bool, progress: bool, evalua
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     data = training_pairs(cfg.train_size, cfg.seed)
     images, tokens = data.images.to(device), text.VOCAB.encode(data.captions).to(device)
+    state = TrainState(modules={"model": model}, optimizers={"model": opt}, ema_of="model")
 
-    start, history, wall_before = 0, [], 0.0
-    state = resume_run(out, config) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
-        start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
-    batches = random_batches(images, torch.arange(len(images), device=device), cfg.batch_size, seed=cfg.seed,
-                             start_step=start)
-    t0 = run_loss_steps(cfg, model, opt, batches, lambda batch: clip_loss(model(batch[0], tokens[batch[1]])), out,
-                        config, start, history, wall_before, progress,
-                        extra_log=lambda: {"temperature": model.temperature})
+    def make_step(start: int):
+        batches = random_batches(images, torch.arange(len(images), device=device), cfg.batch_size, seed=cfg.seed,
+                                 start_step=start)
+        step = loss_step(model, opt, batches, lambda batch: clip_loss(model(batch[0], tokens[batch[1]])))
+        scale = math.log(MAX_LOGIT_SCALE)
+        return lambda i: {**step(i), "temperature": 1 / model.logit_scale.detach().clamp(max=scale).exp()}
+
+    fit(cfg, state, make_step, ctx)
     model = model.cpu().eval()
-    measured = measure_clip(model) if evaluate else {}
-    return {"model": model, "kwargs": kwargs, "steps": cfg.steps, "history": history, "metrics": measured,
-            "wall_time_s": round(wall_before + time.perf_counter() - t0, 1)}
+    measured = measure_clip(model) if ctx.evaluate else {}
+    return TrainResult(model=model, kwargs=kwargs, steps=cfg.steps, wall_time_s=state.wall_time_s,
+                       history=state.history, metrics=measured)
+
+
+def remeasure_clip(name: str, entry: dict, load, n: int | None = None) -> dict:
+    """The manifest metrics of a shipped CLIP, measured again (``python -m condgan_lib.evaluate``)."""
+    return measure_clip(load(name), n=n or entry["metrics"].get("n", 1000))
+
+
+registry.register(registry.Family(
+    name="clip", chapter="book/clip_unclip.ipynb", config_class=CLIPConfig, trainer=train_clip,
+    model_classes=(CLIPModel,), remeasure=remeasure_clip, vocabulary=lambda: text.VOCAB.words, generator=False))

@@ -1,4 +1,5 @@
-"""Export shipped generators to ONNX, so that a web page can run them in the reader's browser.
+"""The export command (page "Explore the generator in your browser", chapter "Class-conditional GANs"): shipped
+generators to ONNX, so that a web page can run them in the reader's browser.
 
 A class-conditional generator's graph takes two inputs and returns images:
 

@@ -1,4 +1,4 @@
-"""GAN losses as pure functions of discriminator logits.
+"""Chapter "The GAN game" (and every GAN after it): GAN losses as pure functions of discriminator logits.
 
 ``d_real`` and ``d_fake`` are the discriminator's raw outputs (logits) on real and generated batches.
 

@@ -1,4 +1,4 @@
-"""Numbers for generators: condition accuracy, FID, KID, precision and recall, each read against a real-data floor.
+"""Chapter "Measuring a GAN": numbers for generators: condition accuracy, FID, KID, precision and recall, each read against a real-data floor.
 
 Features come from the book's own domain classifiers (``condgan_lib.classifier``), not Inception:
 FID (Heusel et al., 2017) and KID (Binkowski et al., 2018) are computed by torchmetrics with that custom feature
@@ -16,6 +16,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from .classifier import DomainClassifier
 from .data import load_images
+from .hub import load_pretrained
 
 CLASSIFIER_FOR = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}
 
@@ -74,7 +75,7 @@ def kernel_distance(classifier: DomainClassifier, real: torch.Tensor, fake: torc
     return kernel_distance_of_features(features(classifier, real), features(classifier, fake), seed, subsets)
 
 
-def _knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
+def knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
     if len(feats) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} points per set, got {len(feats)}; "
@@ -85,7 +86,7 @@ def _knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
 
 def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al., 2019) with k-NN manifolds of radius ``k``."""
-    real_r, fake_r = _knn_radii(real_feats, k), _knn_radii(fake_feats, k)
+    real_r, fake_r = knn_radii(real_feats, k), knn_radii(fake_feats, k)
     d = torch.cdist(fake_feats, real_feats)                       # [n_fake, n_real]
     precision = (d <= real_r[None, :]).any(dim=1).float().mean()  # fake inside some real ball
     recall = (d <= fake_r[:, None]).any(dim=0).float().mean()     # real inside some fake ball
@@ -153,7 +154,6 @@ def evaluate_generator(generator: nn.Module, dataset: str, classifier: DomainCla
                        n: int = 2000, seed: int = 0) -> dict:
     """Score a generator on ``n`` samples against ``n`` real test images; see ``score_images``."""
     if classifier is None:
-        from .hub import load_pretrained
         classifier = load_pretrained(CLASSIFIER_FOR[dataset])
     real, real_labels, _, _ = reference_sets(dataset, n)
     was_training = generator.training
@@ -167,7 +167,6 @@ def evaluate_generator(generator: nn.Module, dataset: str, classifier: DomainCla
 def real_floor(dataset: str, classifier: DomainClassifier | None = None, n: int = 2000, seed: int = 0) -> dict:
     """The same metrics for real train images against the real test reference: the best a generator can hope for."""
     if classifier is None:
-        from .hub import load_pretrained
         classifier = load_pretrained(CLASSIFIER_FOR[dataset])
     real, real_labels, other, other_labels = reference_sets(dataset, n)
     return {**score_images(classifier, real, real_labels, other, other_labels, seed), "n": n}

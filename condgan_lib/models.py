@@ -1,4 +1,4 @@
-"""Generators and discriminators for 28x28 images: the MLP GAN, DCGAN, and three class-conditional discriminators.
+"""Chapters "From a broken snippet to DCGAN" and "Class-conditional GANs": generators and discriminators for 28x28 images: the MLP GAN, DCGAN, and three class-conditional discriminators.
 
 - ``MLPGenerator`` / ``MLPDiscriminator``: the fully connected GAN of Goodfellow et al. (2014).
 - ``Generator`` / ``DCGANDiscriminator``: DCGAN (Radford et al., 2016): transposed convolutions, batch norm in G,
@@ -16,27 +16,15 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-
-def _noise(n: int, z_dim: int, seed: int | None, device, truncation: float | None = None) -> torch.Tensor:
-    """Standard normal latents; with ``truncation`` t, values with |z| > t are redrawn (the truncation trick)."""
-    gen = torch.Generator(device="cpu")
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
-    z = torch.randn(n, z_dim, generator=gen)
-    if truncation is not None:
-        if truncation <= 0:
-            raise ValueError(f"truncation must be positive, not {truncation}")
-        while (bad := z.abs() > truncation).any():
-            z[bad] = torch.randn(int(bad.sum()), generator=gen)
-    return z.to(device)
+from .layers import sample_latents
 
 
 def check_labels(labels, n_classes: int) -> torch.Tensor:
     """Labels as a LongTensor on the CPU, or a ValueError naming the labels outside ``0..n_classes-1``."""
     labels = torch.as_tensor(labels)
-    if labels.dtype.is_floating_point or labels.dim() != 1:
+    if labels.numel() == 0 and labels.dim() == 1:
+        return labels.long()  # no labels: an empty batch
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
         raise ValueError(f"labels must be a 1-D integer tensor, got dtype {labels.dtype} and shape {tuple(labels.shape)}")
     bad = labels[(labels < 0) | (labels >= n_classes)]
     if len(bad):
@@ -69,7 +57,7 @@ class MLPGenerator(nn.Module):
     def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
         """``n`` images in [0, 1], reproducible for a given ``seed``."""
         device = next(self.parameters()).device
-        return (self(_noise(check_count(n), self.z_dim, seed, device)) + 1) / 2
+        return (self(sample_latents(check_count(n), self.z_dim, seed, device)) + 1) / 2
 
 
 class MLPDiscriminator(nn.Module):
@@ -142,10 +130,12 @@ class Generator(nn.Module):
             if isinstance(labels_or_n, int):
                 raise ValueError("this generator is class-conditional: pass a LongTensor of labels, not a count")
             labels = check_labels(labels_or_n, self.n_classes)
-            z = _noise(len(labels), self.z_dim, seed, device, truncation)
+            if len(labels) == 0:
+                return torch.empty(0, self.up2.out_channels, 28, 28, device=device)
+            z = sample_latents(len(labels), self.z_dim, seed, device, truncation)
             out = self(z, labels.to(device))
         else:
-            out = self(_noise(check_count(labels_or_n), self.z_dim, seed, device, truncation))
+            out = self(sample_latents(check_count(labels_or_n), self.z_dim, seed, device, truncation))
         return (out.float() + 1) / 2
 
 

@@ -1,4 +1,4 @@
-"""Reading attributes back from images: a probe trained on real rendered scenes, and text-image alignment metrics.
+"""Chapter "Text to image with a conditional GAN": reading attributes back from images: a probe trained on real rendered scenes, and text-image alignment metrics.
 
 A text-to-image model is aligned when its image shows what the caption says. On the scenes of
 ``condgan_lib.shapes`` that is measurable: ``AttributeProbe``, a small CNN trained only on real rendered scenes
@@ -18,6 +18,7 @@ Public interface (stable): ``AttributeProbe``, shipped as checkpoint ``shapes-pr
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -25,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import hub, registry
+from .configs import ProbeConfig
+from .engine import RunContext, TrainResult
 from .shapes import ATTRIBUTES, ShapesBatch, sample_batch
 
 N_SHAPES, N_COLOURS, N_SIZES = (len(ATTRIBUTES[k]) for k in ("shape", "colour", "size"))
@@ -177,21 +181,41 @@ def evaluate_probe(probe: AttributeProbe, n: int = 1000) -> dict:
     return out
 
 
+PROBE_NAME = "shapes-probe"
+
+
 def load_probe() -> AttributeProbe:
     """The shipped ``shapes-probe`` checkpoint."""
-    from .hub import load_pretrained  # imported here: hub imports this module
-    return load_pretrained("shapes-probe")
+    return hub.load_pretrained(PROBE_NAME)
 
 
-def run_probe_training(cfg, progress: bool = True) -> dict:
-    """Train and measure the probe of config ``cfg`` (a ``configs.ProbeConfig``); used by the training command."""
+def load_probe_or_none() -> AttributeProbe | None:
+    """The shipped probe, or None (with a note on stderr) where it is not shipped: trainers then skip alignment."""
+    probe = hub.load_optional(PROBE_NAME)
+    if probe is None:
+        print(f"no shipped {PROBE_NAME!r}: alignment is not measured", file=sys.stderr)
+    return probe
+
+
+def run_probe(cfg: ProbeConfig, ctx: RunContext) -> TrainResult:
+    """The trainer of ``ProbeConfig`` for ``python -m condgan_lib.train``: one short loop, no checkpoints."""
     t0 = time.perf_counter()
     probe = train_probe(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, ch=cfg.ch, seed=cfg.seed,
-                        two_objects=cfg.two_objects, progress=progress)
+                        two_objects=cfg.two_objects, progress=ctx.progress)
     wall = round(time.perf_counter() - t0, 1)
-    return {"model": probe, "kwargs": {"ch": cfg.ch}, "steps": cfg.steps, "wall_time_s": wall, "history": [],
-            "metrics": evaluate_probe(probe, n=cfg.eval_samples)}
+    measured = evaluate_probe(probe, n=cfg.eval_samples) if ctx.evaluate else {}
+    return TrainResult(model=probe, kwargs={"ch": cfg.ch}, steps=cfg.steps, wall_time_s=wall, history=[],
+                       metrics=measured)
 
+
+def remeasure_probe(name: str, entry: dict, load, n: int | None = None) -> dict:
+    """The manifest metrics of the shipped probe, measured again (``python -m condgan_lib.evaluate``)."""
+    return evaluate_probe(load(name), n=n or entry["metrics"].get("n", 1000))
+
+
+registry.register(registry.Family(
+    name="probe", chapter="book/text_to_image.ipynb", config_class=ProbeConfig, trainer=run_probe,
+    model_classes=(AttributeProbe,), remeasure=remeasure_probe, resumable=False, generator=False))
 
 __all__ = ["AttributeProbe", "attribute_accuracy", "binding_metrics", "read_objects", "read_attributes",
-           "train_probe", "evaluate_probe", "load_probe"]
+           "train_probe", "evaluate_probe", "load_probe", "load_probe_or_none"]

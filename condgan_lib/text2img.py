@@ -1,4 +1,4 @@
-"""A text-conditional GAN in the spirit of GAN-INT-CLS (Reed et al., 2016), on the scenes of ``condgan_lib.shapes``.
+"""Chapter "Text to image with a conditional GAN": a text-conditional GAN in the spirit of GAN-INT-CLS (Reed et al., 2016), on the scenes of ``condgan_lib.shapes``.
 
 - ``TextToImageGenerator``: caption -> frozen ``TextEncoder`` -> sentence embedding ``t``; ``[z; t]`` -> linear ->
   ``[4ch, 4, 4]`` -> two up-sampling blocks -> ``[3, 32, 32]``, tanh (DCGAN's layout). ``t`` enters twice: in the first
@@ -17,10 +17,7 @@
 """
 from __future__ import annotations
 
-import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from . import hub, losses
-from .probe import EVAL_SEED, attribute_accuracy, binding_metrics
+from . import losses, registry
+from .configs import TextGANConfig
+from .engine import RunContext, TrainResult, TrainState, backward_step, fit, make_ema
+from .layers import FiLMBatchNorm2d, sample_latents, sn_trunk
+from .probe import EVAL_SEED, attribute_accuracy, binding_metrics, load_probe, load_probe_or_none
 from .shapes import ATTRIBUTES, COLOUR_WORDS, RELATIONS, SHAPE_WORDS, SIZE_WORDS, sample_batch
 from .text import VOCAB, EmptyCaptionError, TextEncoder, tokenize
 
@@ -201,22 +200,6 @@ def pretrain_sentence_encoder(encoder: TextEncoder, steps: int = 200, batch_size
 # ------------------------------------------------------------------------------------------------- the generator
 
 
-class TextConditionalBatchNorm2d(nn.Module):
-    """Batch norm whose per-channel scale and shift are linear functions of the sentence embedding."""
-
-    def __init__(self, channels: int, text_dim: int):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(channels, affine=False)
-        self.gain = nn.Linear(text_dim, channels)
-        self.bias = nn.Linear(text_dim, channels)
-        for layer in (self.gain, self.bias):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.bn(x) * (1 + self.gain(t))[:, :, None, None] + self.bias(t)[:, :, None, None]
-
-
 class TextToImageGenerator(nn.Module):
     """``G(z, t)``: noise and a sentence embedding -> a 32x32 RGB image in [-1, 1]; holds its frozen text encoder."""
 
@@ -228,7 +211,7 @@ class TextToImageGenerator(nn.Module):
         self.z_dim, self.text_dim = z_dim, text_dim
         self.fc = nn.Linear(z_dim + text_dim, 4 * ch * 4 * 4)
         widths = [4 * ch, 2 * ch, ch, 3]
-        self.norms = nn.ModuleList([TextConditionalBatchNorm2d(w, text_dim) for w in widths[:-1]])
+        self.norms = nn.ModuleList([FiLMBatchNorm2d(w, text_dim) for w in widths[:-1]])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(a, b, 4, 2, 1) for a, b in zip(widths, widths[1:])])
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -247,9 +230,8 @@ class TextToImageGenerator(nn.Module):
     def generate_from_embeddings(self, t: torch.Tensor, seed: int | None = None,
                                  z: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] from sentence embeddings (e.g. interpolated ones) and seeded (or given) noise."""
-        from .models import _noise
         device = self.fc.weight.device
-        z = _noise(len(t), self.z_dim, seed, device) if z is None else z.to(device)
+        z = sample_latents(len(t), self.z_dim, seed, device) if z is None else z.to(device)
         return (self(z, t.to(device)).float() + 1) / 2
 
     @torch.no_grad()
@@ -261,19 +243,12 @@ class TextToImageGenerator(nn.Module):
 # --------------------------------------------------------------------------------------------- the discriminators
 
 
-def _image_trunk(ch: int) -> nn.Sequential:
-    """Three strided, spectrally normalised convolutions: ``[3, 32, 32]`` -> ``[4ch, 4, 4]``."""
-    return nn.Sequential(spectral_norm(nn.Conv2d(3, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-                         spectral_norm(nn.Conv2d(ch, 2 * ch, 4, 2, 1)), nn.LeakyReLU(0.2),
-                         spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1)), nn.LeakyReLU(0.2))
-
-
 class ProjectionTextDiscriminator(nn.Module):
     """``D(x, t) = psi(phi(x)) + <W t, phi(x)>``; ``phi`` keeps the 4x4 layout (flattened) because position matters."""
 
     def __init__(self, ch: int = 32, text_dim: int = 64):
         super().__init__()
-        self.trunk = _image_trunk(ch)
+        self.trunk = nn.Sequential(*sn_trunk(ch))
         self.head = spectral_norm(nn.Linear(4 * ch * 16, 1))
         self.project = spectral_norm(nn.Linear(text_dim, 4 * ch * 16, bias=False))
 
@@ -293,7 +268,7 @@ class ConcatTextDiscriminator(nn.Module):
 
     def __init__(self, ch: int = 32, text_dim: int = 64):
         super().__init__()
-        self.trunk = _image_trunk(ch)
+        self.trunk = nn.Sequential(*sn_trunk(ch))
         self.compress = spectral_norm(nn.Linear(text_dim, ch))
         self.joint = nn.Sequential(spectral_norm(nn.Conv2d(5 * ch, 4 * ch, 1)), nn.LeakyReLU(0.2),
                                    spectral_norm(nn.Conv2d(4 * ch, 1, 4)))
@@ -335,16 +310,12 @@ def text_gan_step(G, D, opt_g, opt_d, real: torch.Tensor, t: torch.Tensor, z: to
     t_wrong = t.roll(1, 0)                                      # another scene's caption
     fake = G(z, t)
     d_loss = matching_aware_d_loss(D, real, fake.detach(), t, t_wrong)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
+    backward_step(d_loss, opt_d)
     g_loss = losses.hinge_g_loss(D(fake, t))
     if interpolation_weight > 0:
         t_int = interpolate_embeddings(t[:len(z_int)])
         g_loss = g_loss + interpolation_weight * losses.hinge_g_loss(D(G(z_int, t_int), t_int))
-    opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    opt_g.step()
+    backward_step(g_loss, opt_g)
     return d_loss.detach(), g_loss.detach()
 
 
@@ -369,129 +340,86 @@ def evaluate_alignment(G: TextToImageGenerator, probe, n: int = 500) -> dict:
 # ----------------------------------------------------------------------------------------------------- training
 
 
-def build_text_gan(cfg) -> tuple[TextToImageGenerator, nn.Module, dict]:
+def build_text_gan(cfg: TextGANConfig) -> tuple[TextToImageGenerator, nn.Module, dict]:
     """Generator, discriminator and the generator's constructor arguments for a ``TextGANConfig``."""
     g_kwargs = {"z_dim": cfg.z_dim, "ch": cfg.ch}
     G = TextToImageGenerator(**g_kwargs)
     return G, DISCRIMINATORS[cfg.discriminator](cfg.ch, G.text_dim), g_kwargs
 
 
-def train_text_gan(cfg, device: str = "cpu", out: str | Path | None = None, resume: bool = False,
-                   progress: bool = True, keep_checkpoints: int = 3) -> dict:
-    """Pre-train the text encoder, then train the GAN; atomic checkpoints in ``out/checkpoints`` and ``--resume``."""
-    from .train import checkpoints_in, ema_avg_fn, load_latest_checkpoint  # train.py imports this module
+ALIGNMENT_KEYS = ("test_shape", "test_all", "heldout_all", "two_object_objects")  # logged every ``eval_every`` steps
 
-    out = Path(out or Path("runs") / cfg.name)
+
+def train_text_gan(cfg: TextGANConfig, device: str = "cpu", out: str | Path | None = None, resume: bool = False,
+                   progress: bool = True, nan_at_step: int | None = None) -> TrainResult:
+    """Pre-train the text encoder, then train the GAN with ``text_gan_step`` on the training engine; the result's
+    model is the EMA generator, its ``metrics`` the text encoder's accuracy."""
+    cfg.validate()
+    ctx = RunContext(device=device, out=Path(out or Path("runs") / cfg.name), resume=resume, progress=progress,
+                     nan_at_step=nan_at_step)
     torch.manual_seed(cfg.seed)
     G, D, g_kwargs = build_text_gan(cfg)
-    text_metrics = {}
-    start, history, wall_before = 0, [], 0.0
-    state = load_latest_checkpoint(out) if resume else None
-    if resume and state is None:
-        print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0", file=sys.stderr)
-    if state is not None and {k: v for k, v in state["config"].items() if k not in ("steps", "ckpt_every")} != \
-            {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in ("steps", "ckpt_every")}:
-        raise ValueError(f"--resume: the checkpoint in {out} was written with a different config; "
-                         f"use the same options or another --out")
-    t0 = time.perf_counter()
-    if state is None:
-        text_metrics = pretrain_tagger(G.text_encoder, cfg.text_pretrain_steps, seed=cfg.seed, progress=progress)
-        print(f"text encoder pre-trained: {text_metrics}", file=sys.stderr)
     G.text_encoder.requires_grad_(False)
     G, D = G.to(device), D.to(device)
     g_params = [p for n, p in G.named_parameters() if not n.startswith("text_encoder.")]
     opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-    ema = AveragedModel(G, avg_fn=ema_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    if state is not None:
-        G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
-        opt_g.load_state_dict(state["opt_g"]), opt_d.load_state_dict(state["opt_d"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        noise_gen.set_state(state["noise"])
-        start, history, wall_before = state["step"], json.loads(state["history"]), state["wall_time_s"]
-        text_metrics = state["text_metrics"]
-        print(f"resumed {cfg.name} from step {start}")
-    G.text_encoder.eval()                                       # frozen: no dropout, fixed embeddings
-    judge = _probe_or_none()
+    state = TrainState(modules={"G": G, "D": D}, optimizers={"G": opt_g, "D": opt_d}, generators={"noise": noise_gen},
+                       ema=make_ema(G, cfg.ema_decay), ema_of="G")
     n_int = max(1, cfg.batch_size // 4)                    # GAN-INT on a quarter batch: cheap, and enough
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name, disable=not progress)
-    for step in bar:
-        G.train(), D.train()
-        G.text_encoder.eval()
-        # the batch at each step is a function of (seed, step): a resumed run sees the same scenes
-        batch = sample_batch(cfg.batch_size, seed=cfg.seed * 1_000_003 + step, split="train",
-                             two_objects=cfg.two_objects)
-        with torch.no_grad():
-            t = G.text_encoder(VOCAB.encode(batch.captions).to(device))
-        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise_gen).to(device)
-        z_int = torch.randn(n_int, cfg.z_dim, generator=noise_gen).to(device)
-        d_loss, g_loss = text_gan_step(G, D, opt_g, opt_d, batch.images.to(device) * 2 - 1, t, z, z_int,
-                                       cfg.interpolation_weight)
-        if ema is not None:
-            ema.update_parameters(G)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            d_val, g_val = d_loss.item(), g_loss.item()
-            if not (math.isfinite(d_val) and math.isfinite(g_val)):
-                from .train import NonFiniteLossError
-                raise NonFiniteLossError(f"{cfg.name}: non-finite loss at step {step + 1}; training stopped. The last "
-                                         f"good checkpoint in {out / 'checkpoints'} is intact: --resume after a fix.")
-            history.append({"step": step + 1, "d_loss": round(d_val, 4), "g_loss": round(g_val, 4)})
-            bar.set_postfix(D=f"{d_val:.3f}", G=f"{g_val:.3f}")
-        if judge is not None and (step + 1) % cfg.eval_every == 0:   # how alignment evolves, in the history
-            read = evaluate_alignment((ema.module if ema is not None else G), judge, n=200)
-            if not history or history[-1]["step"] != step + 1:
-                history.append({"step": step + 1})
-            history[-1].update({k: read[k] for k in ("test_shape", "test_all", "heldout_all", "two_object_objects")})
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            ckpt = {"step": step + 1, "config": json.loads(json.dumps(cfg.to_dict())), "G": G.state_dict(),
-                    "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else {}, "history": json.dumps(history),
-                    "wall_time_s": wall_before + time.perf_counter() - t0, "noise": noise_gen.get_state(),
-                    "text_metrics": text_metrics}
-            hub.atomic_save(ckpt, out / "checkpoints" / f"step_{step + 1:07d}.pt")
-            for old in checkpoints_in(out)[keep_checkpoints:]:
-                old.unlink(missing_ok=True)
-    bar.close()
-    final = (ema.module if ema is not None else G).float().eval().cpu()
-    return {"model": final, "g_kwargs": g_kwargs, "steps": cfg.steps, "history": history,
-            "wall_time_s": round(wall_before + time.perf_counter() - t0, 1), "text_metrics": text_metrics}
+
+    def pretrain() -> None:
+        encoder = G.text_encoder.cpu().requires_grad_(True)
+        state.extra["text_metrics"] = pretrain_tagger(encoder, cfg.text_pretrain_steps, seed=cfg.seed,
+                                                      progress=progress)
+        encoder.requires_grad_(False).to(device)
+        print(f"text encoder pre-trained: {state.extra['text_metrics']}", file=sys.stderr)
+
+    def make_step(start: int):
+        def step(i: int) -> dict[str, torch.Tensor]:
+            G.train(), D.train()
+            G.text_encoder.eval()                          # frozen: no dropout, fixed embeddings
+            # the batch at each step is a function of (seed, step): a resumed run sees the same scenes
+            batch = sample_batch(cfg.batch_size, seed=cfg.seed * 1_000_003 + i, split="train",
+                                 two_objects=cfg.two_objects)
+            with torch.no_grad():
+                t = G.text_encoder(VOCAB.encode(batch.captions).to(device))
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise_gen).to(device)
+            z_int = torch.randn(n_int, cfg.z_dim, generator=noise_gen).to(device)
+            d_loss, g_loss = text_gan_step(G, D, opt_g, opt_d, batch.images.to(device) * 2 - 1, t, z, z_int,
+                                           cfg.interpolation_weight)
+            return {"d_loss": d_loss, "g_loss": g_loss}
+        return step
+
+    judge = load_probe_or_none()
+
+    def alignment(model: nn.Module) -> dict:           # how alignment evolves, in the history
+        read = evaluate_alignment(model, judge, n=200)
+        return {k: read[k] for k in ALIGNMENT_KEYS}
+
+    fit(cfg, state, make_step, ctx, evaluate=alignment if judge is not None else None, eval_every=cfg.eval_every,
+        fresh_start=pretrain)
+    final = state.final_model().float().eval().cpu()
+    return TrainResult(model=final, kwargs=g_kwargs, steps=cfg.steps, wall_time_s=state.wall_time_s,
+                       history=state.history, metrics=dict(state.extra.get("text_metrics", {})))
 
 
-def _probe_or_none():
-    """The shipped probe, or None (with a note) where it is not shipped: training then logs losses only."""
-    from .probe import load_probe
-    try:
-        return load_probe()
-    except (ValueError, hub.CheckpointError) as exc:
-        print(f"no shipped probe, alignment not measured: {exc}", file=sys.stderr)
-        return None
+def run_text_gan(cfg: TextGANConfig, ctx: RunContext) -> TrainResult:
+    """The trainer of ``TextGANConfig`` for ``python -m condgan_lib.train``: train, then measure alignment."""
+    result = train_text_gan(cfg, device=ctx.device, out=ctx.out, resume=ctx.resume, progress=ctx.progress,
+                            nan_at_step=ctx.nan_at_step)
+    probe = load_probe_or_none() if ctx.evaluate else None
+    result.metrics = {**evaluate_alignment(result.model, probe, n=cfg.eval_samples), **result.metrics} \
+        if probe is not None else {}
+    return result
 
 
-def run_text_gan(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
-    """The trainer of ``TextGANConfig`` for ``python -m condgan_lib.train`` (see the contract above ``TRAINERS``)."""
-    result = train_text_gan(cfg, device=device, out=out, resume=resume, progress=progress)
-    measured = {}
-    probe = _probe_or_none() if evaluate else None
-    if probe is not None:
-        measured = {**evaluate_alignment(result["model"], probe, n=cfg.eval_samples), **result["text_metrics"]}
-    return {"model": result["model"], "kwargs": result["g_kwargs"], "steps": result["steps"],
-            "wall_time_s": result["wall_time_s"], "history": result["history"], "metrics": measured}
+def remeasure_text_gan(name: str, entry: dict, load, n: int | None = None) -> dict:
+    """The manifest metrics of a shipped text-to-image generator, measured again (``python -m condgan_lib.evaluate``)."""
+    return evaluate_alignment(load(name), load_probe(), n=n or entry["metrics"].get("n", 500))
 
 
-def run_probe(cfg, device: str, out: Path, resume: bool, progress: bool, evaluate: bool) -> dict:
-    """The trainer of ``ProbeConfig`` for ``python -m condgan_lib.train``."""
-    from .probe import run_probe_training
-    return run_probe_training(cfg, progress=progress)
-
-
-
-def recompute_metrics(name: str, entry: dict) -> dict:
-    """The manifest metrics of a shipped probe or text-to-image generator, measured again (``evaluate --check``)."""
-    from .probe import evaluate_probe, load_probe
-    model = hub.load_pretrained(name)
-    n = entry["metrics"].get("n", 500)
-    if entry["kind"] == "AttributeProbe":
-        return evaluate_probe(model, n=n)
-    return evaluate_alignment(model, load_probe(), n=n)
+registry.register(registry.Family(
+    name="text-gan", chapter="book/text_to_image.ipynb", config_class=TextGANConfig, trainer=run_text_gan,
+    model_classes=(TextToImageGenerator,), remeasure=remeasure_text_gan, vocabulary=lambda: VOCAB.words))

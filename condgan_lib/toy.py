@@ -1,4 +1,4 @@
-"""The GAN game in one and two dimensions: known densities, a 2-D toy GAN, and how to measure mode collapse.
+"""Chapter "The GAN game": the GAN game in one and two dimensions: known densities, a 2-D toy GAN, and how to measure mode collapse.
 
 - 1-D: two Gaussian mixtures with known densities, the optimal discriminator ``D*(x) = p_data / (p_data + p_g)``,
   the value function and the Jensen-Shannon divergence by quadrature, and a discriminator trained on samples to

@@ -6,6 +6,8 @@ from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import HTML, Markdown, display
+from matplotlib import animation
 from torchvision.utils import make_grid
 
 
@@ -51,9 +53,6 @@ def animate(frames: Sequence[Callable[[plt.Axes], None]] | Sequence[torch.Tensor
 
     ``frames`` are either image batches (drawn as grids) or callables that draw one frame on an axes.
     """
-    from matplotlib import animation
-    from IPython.display import HTML
-
     fig, ax = plt.subplots(figsize=figsize)
 
     def draw(i):
@@ -72,6 +71,4 @@ def animate(frames: Sequence[Callable[[plt.Axes], None]] | Sequence[torch.Tensor
 
 def show_source(obj) -> None:
     """Display the source code of a library function or class in the page, from its single source."""
-    from IPython.display import Markdown, display
-
     display(Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```"))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from condgan_lib import clip, shapes, text
-from condgan_lib.train import run_config
+from condgan_lib.runs import run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -78,9 +78,9 @@ def test_training_lowers_the_loss_and_resume_continues_from_the_checkpoint(tmp_p
     first = run_config("shapes-clip", device="cpu", out=tmp_path, progress=False, evaluate=False, steps=10, **small)
     resumed = run_config("shapes-clip", device="cpu", out=tmp_path, progress=False, evaluate=False, resume=True,
                          steps=40, **small)
-    history = resumed["history"]
+    history = resumed.history
     assert [h["step"] for h in history][:2] == [5, 10] and history[-1]["step"] == 40
-    assert history[1] == first["history"][1]                     # the first ten steps were not run again
+    assert history[1] == first.history[1]                     # the first ten steps were not run again
     assert history[-1]["loss"] < history[0]["loss"]
 
 

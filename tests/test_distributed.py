@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from condgan_lib import distributed, train
+from condgan_lib import distributed, gan
 from condgan_lib.configs import get_config
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
@@ -56,19 +56,19 @@ def test_two_gloo_processes_match_one_process_and_resume(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000020.pt", "step_0000030.pt"]
 
     torch.set_num_threads(1)
-    one = train.train_gan(get_config("mnist-projection", steps=30, ckpt_every=30, **SMALL), device="cpu",
+    one = gan.train_gan(get_config("mnist-projection", steps=30, ckpt_every=30, **SMALL), device="cpu",
                           out=tmp_path / "one", progress=False)
     two = json.loads((out / "history.json").read_text())
-    assert [h["step"] for h in two] == [h["step"] for h in one["history"]] == [5, 10, 15, 20, 25, 30]
-    for a, b in zip(one["history"], two):
+    assert [h["step"] for h in two] == [h["step"] for h in one.history] == [5, 10, 15, 20, 25, 30]
+    for a, b in zip(one.history, two):
         assert abs(a["d_loss"] - b["d_loss"]) <= 2e-3 and abs(a["g_loss"] - b["g_loss"]) <= 2e-3, (a, b)
     shipped = torch.load(out / "mnist-projection.pt", weights_only=True)["state_dict"]
-    for name, value in one["model"].state_dict().items():  # the EMA generator, kept by rank 0
+    for name, value in one.model.state_dict().items():  # the EMA generator, kept by rank 0
         assert torch.allclose(value.float(), shipped[name].float(), atol=1e-4), name
     ckpt_one = torch.load(tmp_path / "one" / "checkpoints" / "step_0000030.pt", weights_only=True)
     ckpt_two = torch.load(out / "checkpoints" / "step_0000030.pt", weights_only=True)
-    for name, value in ckpt_one["D"].items():  # spectral norm's u and v included: broadcast from rank 0
-        assert torch.allclose(value.float(), ckpt_two["D"][name].float(), atol=1e-4), name
+    for name, value in ckpt_one["modules"]["D"].items():  # spectral norm's u and v included: broadcast from rank 0
+        assert torch.allclose(value.float(), ckpt_two["modules"]["D"][name].float(), atol=1e-4), name
 
 
 def test_global_batch_must_split_evenly_and_one_process_is_untouched():
@@ -80,7 +80,7 @@ def test_global_batch_must_split_evenly_and_one_process_is_untouched():
 
 def test_sharded_diffaugment_draws_the_global_batch():
     x = torch.rand(8, 1, 28, 28) * 2 - 1
-    whole = train.diff_augment(x, torch.Generator().manual_seed(0))
-    halves = [train.diff_augment(x[r * 4:(r + 1) * 4], torch.Generator().manual_seed(0), shard=(r * 4, 8))
+    whole = gan.diff_augment(x, torch.Generator().manual_seed(0))
+    halves = [gan.diff_augment(x[r * 4:(r + 1) * 4], torch.Generator().manual_seed(0), shard=(r * 4, 8))
               for r in range(2)]
     assert torch.equal(torch.cat(halves), whole)

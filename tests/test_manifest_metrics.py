@@ -8,7 +8,7 @@ from condgan_lib.data import DataUnavailableError, sha256_of
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MANIFEST = hub.read_manifest()
-GENERATORS = evaluate.generator_names()
+GENERATORS = evaluate.measured_names()
 
 
 def test_the_manifest_lists_shipped_checkpoints():

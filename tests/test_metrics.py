@@ -120,13 +120,13 @@ def test_kid_is_reproducible_for_a_seed_and_leaves_the_global_rng_alone():
 
 def test_knn_radius_is_the_distance_to_the_kth_other_point():
     points = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
-    assert metrics._knn_radii(points, k=1).tolist() == [1.0, 1.0, 2.0, 4.0]
-    assert metrics._knn_radii(points, k=2).tolist() == [3.0, 2.0, 3.0, 6.0]
+    assert metrics.knn_radii(points, k=1).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert metrics.knn_radii(points, k=2).tolist() == [3.0, 2.0, 3.0, 6.0]
 
 
 def test_knn_radius_refuses_a_set_with_k_points_or_fewer():
     with pytest.raises(ValueError, match="more than 3 points"):
-        metrics._knn_radii(torch.zeros(3, 2), k=3)
+        metrics.knn_radii(torch.zeros(3, 2), k=3)
 
 
 def test_same_distribution_has_high_precision_and_recall():
@@ -251,7 +251,7 @@ def test_the_command_line_exits_2_for_an_unknown_name():
     result = subprocess.run([sys.executable, "-m", "condgan_lib.evaluate", "no-such-gan"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
-    assert "not a shipped generator" in result.stderr
+    assert "not a shipped model with recorded metrics" in result.stderr
     assert all(name in result.stderr for name in evaluate.generator_names())
 
 

@@ -46,8 +46,8 @@ def test_unconditional_generate_takes_a_count():
 
 
 def test_truncation_bounds_the_latents(conditional):
-    from condgan_lib.models import _noise
-    z = _noise(500, 16, seed=0, device="cpu", truncation=0.5)
+    from condgan_lib.layers import sample_latents
+    z = sample_latents(500, 16, seed=0, device="cpu", truncation=0.5)
     assert z.abs().max() <= 0.5
     with pytest.raises(ValueError, match="truncation"):
         conditional.generate(torch.tensor([1]), truncation=0)

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condgan_lib import clip, configs, hub, shapes, text, unclip
-from condgan_lib.train import run_config
+from condgan_lib import clip, configs, diffusion, hub, shapes, text, unclip
+from condgan_lib.runs import run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,7 +22,7 @@ def tiny():
 
 
 def test_cosine_schedule_falls_from_one_to_zero():
-    a = unclip.cosine_schedule(100)
+    a = diffusion.cosine_schedule(100)
     assert a.shape == (100,)
     assert (a[1:] < a[:-1]).all()
     assert 0.99 < a[0] <= 1 and 0 <= a[-1] < 1e-3
@@ -113,8 +113,8 @@ def test_decoder_training_resumes_where_it_stopped(tmp_path):
     run_config("shapes-decoder", device="cpu", out=tmp_path / "b", progress=False, evaluate=False, steps=2, **small)
     resumed = run_config("shapes-decoder", device="cpu", out=tmp_path / "b", progress=False, evaluate=False,
                          resume=True, steps=4, **small)
-    assert resumed["history"] == straight["history"]
-    for (k, a), b in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().values()):
+    assert resumed.history == straight.history
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k
 
 
@@ -122,7 +122,7 @@ def test_decoder_training_resumes_where_it_stopped(tmp_path):
 def test_prior_trainer_lowers_its_loss(tmp_path):
     result = run_config("shapes-prior", device="cpu", out=tmp_path, progress=False, evaluate=False, steps=60,
                         train_size=256, batch_size=64, hidden=64, depth=2, log_every=10)
-    history = result["history"]
+    history = result.history
     assert history[-1]["loss"] < history[0]["loss"]
 
 
@@ -136,7 +136,7 @@ def test_configs_name_their_clip_and_refuse_bad_values():
 
 def test_tiny_diffusion_decoder_samples_images_reproducibly_and_guidance_one_is_plain_sampling():
     torch.manual_seed(0)
-    model = unclip.TinyDiffusionDecoder(embed_dim=16, ch=4, timesteps=10).eval()
+    model = diffusion.TinyDiffusionDecoder(embed_dim=16, ch=4, timesteps=10).eval()
     emb = F.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(2)), dim=1)
     images = model.generate(emb, seed=1, steps=5)
     assert images.shape == (3, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
@@ -148,7 +148,7 @@ def test_tiny_diffusion_decoder_samples_images_reproducibly_and_guidance_one_is_
 
 def test_tiny_diffusion_decoder_loss_is_the_noise_prediction_error_and_drops_embeddings():
     torch.manual_seed(0)
-    model = unclip.TinyDiffusionDecoder(embed_dim=16, ch=4, timesteps=10)
+    model = diffusion.TinyDiffusionDecoder(embed_dim=16, ch=4, timesteps=10)
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     emb = F.normalize(torch.randn(8, 16), dim=1)
     loss = model.loss(x, emb, generator=torch.Generator().manual_seed(0))
