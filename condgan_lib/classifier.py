@@ -52,7 +52,7 @@ def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor
 def train_classifier(cfg: ClassifierConfig, device: str = "cpu", progress: bool = True) -> tuple[DomainClassifier, dict]:
     """Train a ``DomainClassifier`` on the training split of ``cfg.dataset``; returns it and its test metrics."""
     torch.manual_seed(cfg.seed)
-    train, test = load_images(cfg.dataset, "train"), load_images(cfg.dataset, "test")
+    train = load_images(cfg.dataset, "train")
     model = DomainClassifier().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps = cfg.epochs * (len(train.images) // cfg.batch_size)
@@ -72,12 +72,18 @@ def train_classifier(cfg: ClassifierConfig, device: str = "cpu", progress: bool 
         sched.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
+    model = model.cpu().eval()
+    return model, measure_classifier(model, cfg.dataset)
+
+
+@torch.no_grad()
+def measure_classifier(model: DomainClassifier, dataset: str) -> dict:
+    """Accuracy on the whole test split, overall and per class."""
+    test = load_images(dataset, "test")
     pred = model.predict(test.images)
     per_class = [(pred[test.labels == c] == c).float().mean().item() for c in range(10)]
-    metrics = {"test_accuracy": round((pred == test.labels).float().mean().item(), 4),
-               "per_class_accuracy": [round(a, 4) for a in per_class]}
-    return model.cpu(), metrics
+    return {"test_accuracy": round((pred == test.labels).float().mean().item(), 4),
+            "per_class_accuracy": [round(a, 4) for a in per_class]}
 
 
 def run_classifier(cfg: ClassifierConfig, ctx: RunContext) -> TrainResult:
@@ -89,6 +95,11 @@ def run_classifier(cfg: ClassifierConfig, ctx: RunContext) -> TrainResult:
                        history=[], metrics=measured)
 
 
+def remeasure_classifier(name: str, entry: dict, load, n: int | None = None) -> dict:
+    """The manifest metrics of a shipped classifier, measured again (``python -m condgan_lib.evaluate``)."""
+    return measure_classifier(load(name), entry["config"]["dataset"])
+
+
 registry.register(registry.Family(
     name="classifier", chapter="book/measuring.ipynb", config_class=ClassifierConfig, trainer=run_classifier,
-    model_classes=(DomainClassifier,), resumable=False, generator=False))
+    model_classes=(DomainClassifier,), remeasure=remeasure_classifier, resumable=False, generator=False))

@@ -143,8 +143,9 @@ def load_optional(name: str, device: str = "cpu"):
 
 
 def upgrade_payload(name: str, directory: str | Path | None = None) -> bool:
-    """Rewrite shipped file ``name`` in the current payload format (same weights) and record its new SHA-256;
-    returns False when it already is current. Run by ``python -m condgan_lib.evaluate NAME --record``."""
+    """Rewrite shipped file ``name`` in the current payload format (same weights) and record its new SHA-256 beside
+    the one the training run wrote (``sha256_before_format_upgrade``); returns False when it already is current.
+    Run by ``python -m condgan_lib.evaluate NAME --record``."""
     directory = Path(directory or CHECKPOINT_DIR)
     entry, payload, path = read_payload(name, directory)
     if payload.get("format") == PAYLOAD_FORMAT:
@@ -152,5 +153,6 @@ def upgrade_payload(name: str, directory: str | Path | None = None) -> bool:
     model = build_model(payload, name)
     atomic_save(model_payload(model, payload["kwargs"], name), path)
     family = registry.family_of_kind(payload["kind"]).name
-    write_manifest_entry(name, {**entry, "family": family, "sha256": sha256_of(path)}, directory)
+    write_manifest_entry(name, {**entry, "family": family, "sha256": sha256_of(path),
+                                "sha256_before_format_upgrade": entry["sha256"]}, directory)
     return True

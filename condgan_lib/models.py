@@ -150,7 +150,7 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _trunk(in_channels: int, ch: int, sn: bool, batch_norm: bool) -> nn.Sequential:
+def conv_trunk(in_channels: int, ch: int, sn: bool, batch_norm: bool) -> nn.Sequential:
     """Two strided convolutions: ``[in, 28, 28]`` -> ``[2ch, 7, 7]``, LeakyReLU(0.2)."""
     wrap = spectral_norm if sn else (lambda m: m)
     layers = [wrap(nn.Conv2d(in_channels, ch, 4, 2, 1)), nn.LeakyReLU(0.2),
@@ -165,7 +165,7 @@ class DCGANDiscriminator(nn.Module):
 
     def __init__(self, ch: int = 64, sn: bool = False, batch_norm: bool = True, in_channels: int = 1):
         super().__init__()
-        self.trunk = _trunk(in_channels, ch, sn, batch_norm)
+        self.trunk = conv_trunk(in_channels, ch, sn, batch_norm)
         self.head = nn.Linear(2 * ch * 7 * 7, 1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,7 +178,7 @@ class ConcatDiscriminator(nn.Module):
     def __init__(self, n_classes: int = 10, ch: int = 64, sn: bool = False, batch_norm: bool = True, in_channels: int = 1):
         super().__init__()
         self.n_classes = n_classes
-        self.trunk = _trunk(in_channels + n_classes, ch, sn, batch_norm)
+        self.trunk = conv_trunk(in_channels + n_classes, ch, sn, batch_norm)
         self.head = nn.Linear(2 * ch * 7 * 7, 1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -192,7 +192,7 @@ class ACGANDiscriminator(nn.Module):
 
     def __init__(self, n_classes: int = 10, ch: int = 64, sn: bool = False, batch_norm: bool = True, in_channels: int = 1):
         super().__init__()
-        self.trunk = _trunk(in_channels, ch, sn, batch_norm)
+        self.trunk = conv_trunk(in_channels, ch, sn, batch_norm)
         self.head = nn.Linear(2 * ch * 7 * 7, 1)
         self.classifier = nn.Linear(2 * ch * 7 * 7, n_classes)
 
@@ -210,7 +210,7 @@ class ProjectionDiscriminator(nn.Module):
 
     def __init__(self, n_classes: int = 10, ch: int = 64, in_channels: int = 1, sn_embedding: bool = True):
         super().__init__()
-        self.trunk = nn.Sequential(_trunk(in_channels, ch, sn=True, batch_norm=False),
+        self.trunk = nn.Sequential(conv_trunk(in_channels, ch, sn=True, batch_norm=False),
                                    spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
         self.head = spectral_norm(nn.Linear(4 * ch, 1))
         embed = nn.Embedding(n_classes, 4 * ch)

@@ -2,12 +2,16 @@
 
 Public interface (stable; other chapters build on it):
 
-- ``tokenize(caption) -> list[str]``: lower-case words; punctuation is dropped.
+- ``tokenize(caption) -> list[str]``: lower-case words; punctuation is dropped. A character outside plain ASCII
+  (a letter such as "ë" or "圆", a symbol, an emoji; white space excepted) raises ``UnsupportedCharacterError``,
+  and a caption of more than ``MAX_CAPTION_WORDS`` words raises ``CaptionTooLongError``.
 - ``Vocabulary(words)``: index 0 is padding; ``encode(captions) -> LongTensor [N, L]`` padded with 0,
   ``decode(tokens)`` back to words. ``VOCAB`` is the default vocabulary: every word of the grammar in
   ``condgan_lib.shapes``.
 - ``UnknownWordError(ValueError)``: a word outside the vocabulary; the message names it and suggests the nearest
-  known words. ``EmptyCaptionError(ValueError)``: a caption with no words.
+  known words. ``EmptyCaptionError(ValueError)``: a caption with no words. ``UnsupportedCharacterError``
+  (an ``UnknownWordError``): characters outside the vocabulary's alphabet, named with their positions and words.
+  ``CaptionTooLongError(ValueError)``: a caption longer than the limit.
 - ``TextEncoder(nn.Module)``: tokens ``[N, L]`` -> sentence embeddings ``[N, dim]`` (word embeddings, a
   bidirectional GRU over the real words only, a linear map of its two final states), as the sentence encoders
   of text-conditional GANs (Reed et al., 2016) read a caption word by word.
@@ -24,6 +28,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from .shapes import grammar_words
 
 PAD = "<pad>"
+# The grammar's longest caption has 14 words ("there is a small red circle to the right of a big blue square");
+# a few times that leaves room for hand-written captions, and stops a caption far outside anything the text
+# encoder was trained on (its embedding grows with the length).
+MAX_CAPTION_WORDS = 64
+_EXAMPLE = "'a small red circle in the top left'"
 
 
 class UnknownWordError(ValueError):
@@ -34,11 +43,42 @@ class EmptyCaptionError(ValueError):
     """A caption has no words."""
 
 
+class UnsupportedCharacterError(UnknownWordError):
+    """A caption has characters outside the vocabulary's alphabet (plain ASCII), such as "ë" or "圆"."""
+
+
+class CaptionTooLongError(ValueError):
+    """A caption has more than ``MAX_CAPTION_WORDS`` words."""
+
+
+def _check_characters(caption: str) -> None:
+    """Refuse non-ASCII characters (white space excepted), naming each with its position and word."""
+    bad = [m.start() for m in re.finditer(r"[^\x00-\x7f]", caption) if not m.group().isspace()]
+    if not bad:
+        return
+    words = list(re.finditer(r"\S+", caption))
+    named = []
+    for i in bad[:5]:
+        word = next(m.group() for m in words if m.start() <= i < m.end())
+        named.append(f"{caption[i]!r} (U+{ord(caption[i]):04X}, character {i + 1}, in {word!r})")
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    raise UnsupportedCharacterError(
+        f"caption {caption[:80]!r}{'...' if len(caption) > 80 else ''} has characters outside the vocabulary's "
+        f"alphabet: {', '.join(named)}{more}. Captions are English words from the book's grammar, in plain "
+        f"ASCII letters, e.g. {_EXAMPLE}")
+
+
 def tokenize(caption: str) -> list[str]:
     """Lower-case words of a caption: ``"A small, RED circle!"`` -> ``["a", "small", "red", "circle"]``."""
     if not isinstance(caption, str):
         raise TypeError(f"a caption must be a str, not {type(caption).__name__}")
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", caption.lower())
+    _check_characters(caption)
+    words = re.findall(r"[a-z0-9]+(?:'[a-z]+)?", caption.lower())
+    if len(words) > MAX_CAPTION_WORDS:
+        raise CaptionTooLongError(
+            f"caption {caption[:60]!r}... has {len(words)} words; the limit is {MAX_CAPTION_WORDS} "
+            f"(MAX_CAPTION_WORDS; the grammar's captions have at most 14), e.g. {_EXAMPLE}")
+    return words
 
 
 class Vocabulary:

@@ -417,7 +417,9 @@ def run_text_gan(cfg: TextGANConfig, ctx: RunContext) -> TrainResult:
 
 def remeasure_text_gan(name: str, entry: dict, load, n: int | None = None) -> dict:
     """The manifest metrics of a shipped text-to-image generator, measured again (``python -m condgan_lib.evaluate``)."""
-    return evaluate_alignment(load(name), load_probe(), n=n or entry["metrics"].get("n", 500))
+    G = load(name)
+    return {**evaluate_alignment(G, load_probe(), n=n or entry["metrics"].get("n", 500)),
+            **caption_accuracy(G.text_encoder)}
 
 
 registry.register(registry.Family(

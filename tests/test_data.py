@@ -13,8 +13,10 @@ def fresh(monkeypatch, tmp_path):
     """A fresh cache folder and an empty in-memory cache, so every test really loads."""
     monkeypatch.setenv(data.ROOT_ENV, str(tmp_path / "root"))
     data._load_uint8.cache_clear()
+    data._file_digest.cache_clear()
     yield tmp_path
     data._load_uint8.cache_clear()
+    data._file_digest.cache_clear()
 
 
 def _fake_mirror(tmp_path: Path, name: str) -> Path:
@@ -58,23 +60,35 @@ def test_mirror_file_with_wrong_checksum_is_refused_and_not_used(fresh, monkeypa
 
 
 def test_missing_mirror_file_names_the_file(fresh, monkeypatch):
+    (fresh / "empty").mkdir()
     monkeypatch.setenv(data.MIRROR_ENV, str(fresh / "empty"))
-    with pytest.raises(data.DataUnavailableError, match="missing"):
+    with pytest.raises(data.DataUnavailableError, match="missing") as info:
         data.load_fashion_mnist("test")
+    assert str(fresh / "empty" / "fashion-mnist" / "raw") in str(info.value)
+
+
+def test_a_mirror_folder_that_does_not_exist_is_named_as_missing(fresh, monkeypatch):
+    monkeypatch.setenv(data.MIRROR_ENV, str(fresh / "no-such-folder"))
+    with pytest.raises(data.DataUnavailableError, match="that folder does not exist") as info:
+        data.load_mnist("test")
+    assert str(fresh / "no-such-folder") in str(info.value)
 
 
 def test_no_mirror_and_no_network_gives_one_clear_error(fresh, monkeypatch):
     monkeypatch.delenv(data.MIRROR_ENV, raising=False)
-    from torchvision.datasets import MNIST
+    urls = []
 
-    def no_network(self, *args, **kwargs):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+    def no_network(url, *args, **kwargs):
+        urls.append(url)
+        raise RuntimeError(f"Error downloading {url}")
 
-    monkeypatch.setattr(MNIST, "download", no_network)
+    monkeypatch.setattr(data, "download_url", no_network)
     with pytest.raises(data.DataUnavailableError) as info:
         data.load_mnist("train")
     message = str(info.value)
     assert data.MIRROR_ENV in message and "internet" in message
+    assert len(urls) == len(data._DOWNLOAD_URLS["mnist"]), "every known mirror of the first file was tried"
+    assert not list((fresh / "root" / "MNIST" / "raw").glob("*ubyte")), "nothing was unpacked"
 
 
 def test_bad_split_and_unknown_dataset_are_rejected(fresh):

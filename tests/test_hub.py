@@ -106,3 +106,55 @@ def test_concurrent_manifest_writers_lose_no_entry(tmp_path):
         p.join(timeout=120)
     assert all(p.exitcode == 0 for p in writers)
     assert len(hub.read_manifest(tmp_path)) == 3 * 40
+
+
+def test_every_shipped_file_describes_itself():
+    for name, entry in hub.read_manifest().items():
+        payload = torch.load(hub.CHECKPOINT_DIR / entry["file"], map_location="cpu", weights_only=True)
+        assert payload["format"] == hub.PAYLOAD_FORMAT and payload["family"] == entry["family"], name
+        assert payload["kind"] == entry["kind"], name
+        assert ("vocab" in payload) == (entry["family"] in ("clip", "text-gan")), name
+
+
+def _text_model_folder(tmp_path, vocab):
+    from condgan_lib import clip, text
+    model = clip.CLIPModel(len(text.VOCAB), embed_dim=8, ch=4, text_dim=8)
+    kwargs = {"vocab_size": len(text.VOCAB), "embed_dim": 8, "ch": 4, "text_dim": 8}
+    payload = {**hub.model_payload(model, kwargs, "tinyclip"), "vocab": vocab}
+    hub.atomic_save(payload, tmp_path / "tinyclip.pt")
+    hub.write_manifest_entry("tinyclip", {"file": "tinyclip.pt", "sha256": hub.sha256_of(tmp_path / "tinyclip.pt")},
+                             tmp_path)
+    return text.VOCAB.words
+
+
+def test_a_text_model_refuses_another_vocabulary_and_names_the_difference(tmp_path):
+    from condgan_lib import text
+    words = list(text.VOCAB.words)
+    _text_model_folder(tmp_path, words[:-1] + ["zebra"])
+    with pytest.raises(hub.CheckpointError, match=rf"another vocabulary.*added \['{words[-1]}'\].*removed \['zebra'\]"):
+        hub.load_pretrained("tinyclip", directory=tmp_path)
+    _text_model_folder(tmp_path, words)
+    assert hub.load_pretrained("tinyclip", directory=tmp_path).embed_dim == 8
+
+
+def test_a_file_of_the_old_format_loads_and_is_upgraded_with_its_old_checksum_recorded(tmp_path):
+    torch.manual_seed(0)
+    model = Generator(z_dim=8, n_classes=10, ch=4)
+    old = {"name": "tiny", "kind": "Generator", "kwargs": {"z_dim": 8, "n_classes": 10, "ch": 4},
+           "state_dict": model.state_dict()}                       # as files were written before format 1
+    hub.atomic_save(old, tmp_path / "tiny.pt")
+    before = hub.sha256_of(tmp_path / "tiny.pt")
+    hub.write_manifest_entry("tiny", {"file": "tiny.pt", "kind": "Generator", "sha256": before}, tmp_path)
+    labels = torch.tensor([1, 2])
+    images = hub.load_pretrained("tiny", directory=tmp_path).generate(labels, seed=0)
+    assert hub.upgrade_payload("tiny", tmp_path) is True
+    entry = hub.read_manifest(tmp_path)["tiny"]
+    assert entry["sha256_before_format_upgrade"] == before != entry["sha256"] and entry["family"] == "gan"
+    assert torch.equal(hub.load_pretrained("tiny", directory=tmp_path).generate(labels, seed=0), images)
+    assert hub.upgrade_payload("tiny", tmp_path) is False
+
+
+def test_a_truncated_manifest_names_its_file(tmp_path):
+    (tmp_path / hub.MANIFEST).write_text('{"tiny": {"file": ')
+    with pytest.raises(hub.CheckpointError, match=rf"{hub.MANIFEST} is not valid JSON"):
+        hub.read_manifest(tmp_path)
