@@ -20,7 +20,9 @@ of the checkpoint it came from.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from .data import CLASS_NAMES
-from .hub import load_pretrained, read_manifest
+from .hub import CheckpointError, load_pretrained, read_manifest
 from .models import ConditionalBatchNorm2d, Generator
 
 MODELS = ("mnist-projection", "fashion-projection", "mnist-dcgan", "fashion-dcgan")
@@ -89,9 +91,30 @@ def export_generator(generator: Generator, path: str | Path) -> Path:
     return path
 
 
-def export_all(out_dir: str | Path = DEFAULT_OUT, names=MODELS) -> dict:
+def check_exportable(name: str) -> None:
+    """A ValueError unless ``name`` is a shipped 28x28 generator of the conditional or DCGAN chapters."""
+    manifest = read_manifest()
+    exportable = sorted(n for n, e in manifest.items() if e.get("kind") == "Generator")
+    if name not in manifest:
+        raise ValueError(f"no shipped model named {name!r}; the page can run: {', '.join(exportable)}")
+    if name not in exportable:
+        raise ValueError(f"{name!r} is a {manifest[name].get('kind')}, not one of the 28x28 generators the page runs "
+                         f"({', '.join(exportable)})")
+
+
+def default_out() -> Path:
+    """``book/_static/explore`` of the checkout the package is imported from; a ValueError for an installed copy."""
+    if not (DEFAULT_OUT.parent.parent.is_dir() and (DEFAULT_OUT.parents[2] / "_config.yml").is_file()):
+        raise ValueError(f"condgan_lib is installed, not in a checkout of the book ({DEFAULT_OUT.parents[2]} has no "
+                         f"book/ and _config.yml): pass --out FOLDER")
+    return DEFAULT_OUT
+
+
+def export_all(out_dir: str | Path | None = None, names=MODELS) -> dict:
     """Export every model in ``names`` to ``out_dir`` and write ``models.json``; returns that index."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_out()
+    for name in names:
+        check_exportable(name)
     manifest = read_manifest()
     index = {}
     for name in names:
@@ -107,15 +130,25 @@ def export_all(out_dir: str | Path = DEFAULT_OUT, names=MODELS) -> dict:
     return index
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the .onnx files and models.json")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m condgan_lib.export", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="folder for the .onnx files and models.json (default: book/_static/explore "
+                                      "of the checkout)")
     parser.add_argument("names", nargs="*", default=list(MODELS), help="shipped generators to export")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    for name, info in export_all(args.out, args.names).items():
-        print(f"{name}: {Path(args.out) / info['file']} ({info['bytes'] / 1e6:.2f} MB)")
+    try:
+        if importlib.util.find_spec("onnx") is None:
+            raise ValueError("exporting needs the onnx package: pip install 'condgan_lib[export]' (or pip install onnx)")
+        index = export_all(args.out, args.names)
+    except (ValueError, CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    for name, info in index.items():
+        print(f"{name}: {out / info['file']} ({info['bytes'] / 1e6:.2f} MB)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,7 +6,7 @@
 #
 #   OUT=/path/for/results bash scripts/gpu_check.sh        (PYTHON=... to choose the interpreter)
 #
-# Writes 7 files into $OUT, the artifacts the chapter shows (book/artifacts/ takes the same names):
+# Writes 7 files into $OUT, the artifacts the chapter shows (condgan_lib/artifacts/gpu/ takes the same names):
 #   bench_cuda.txt, env.txt, and mnist-projection-gpu/{history.json, manifest_entry.json, samples.png, curves.png,
 #   train.log}. Each stage has its own time limit, so a slow stage cannot take the other's results with it.
 set -uo pipefail

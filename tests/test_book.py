@@ -1,12 +1,18 @@
 """The book's structure: every notebook starts with the Colab setup cell, and it names the repository of _config.yml."""
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
+import condgan_lib
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import sync_setup_cell  # noqa: E402
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
@@ -24,15 +30,23 @@ def test_config_names_one_repository_and_branch():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_starts_with_the_hidden_colab_setup_cell(path):
+def test_notebook_starts_with_the_colab_setup_cell_of_config(path):
+    """The cell is written by scripts/sync_setup_cell.py from _config.yml; removed from the site, kept in the file."""
     cells = json.loads(path.read_text())["cells"]
     first = cells[0]
-    source = "".join(first["source"])
-    assert first["cell_type"] == "code"
-    assert "hide-cell" in first.get("metadata", {}).get("tags", []) or "remove-cell" in first["metadata"].get("tags", [])
-    assert 'if "google.colab" in sys.modules' in source
-    expected = f"condgan_lib @ git+{CONFIG['repository']['url']}@{CONFIG['repository']['branch']}"
-    assert expected in source, f"{path.name}: setup cell does not install from {expected}"
+    assert first["cell_type"] == "code" and "remove-cell" in first.get("metadata", {}).get("tags", [])
+    assert "".join(first["source"]) == sync_setup_cell.setup_cell_source(), \
+        f"{path.name}: run python scripts/sync_setup_cell.py"
+
+
+def test_the_release_colab_installs_is_the_package_version():
+    """Colab buttons open, and setup cells install, the tag v<version> (README: how to publish)."""
+    assert CONFIG["repository"]["branch"] == f"v{condgan_lib.__version__}"
+
+
+def test_the_package_has_lower_bounds_only_so_colab_keeps_its_torch():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert deps and not [d for d in deps if "<" in d or "==" in d], deps
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

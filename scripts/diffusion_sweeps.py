@@ -1,0 +1,115 @@
+"""The measured sweeps of the chapter "Diffusion, the engine DALL-E 2 really uses" that take too long to run live.
+
+    python scripts/diffusion_sweeps.py --run runs/mnist-diffusion [--n 1000] [--out FILE]
+
+``--run`` is the folder of the training run that shipped ``mnist-diffusion``
+(``python -m condgan_lib.train --config mnist-diffusion --out runs/mnist-diffusion``); the run keeps every checkpoint.
+On one CPU thread, for the shipped model and with the book's metrics (``metrics.score_images`` against
+``metrics.reference_sets("mnist", n)``), it measures:
+
+1. DDIM steps (1 to 100) at the default guidance: condition accuracy, FID, precision, recall, milliseconds per image;
+2. the guidance scale (0 to 6) at the default steps: the same numbers;
+3. the ancestral DDPM sampler at the same numbers of steps;
+4. the model as it was at the GAN's training time: the EMA of the run's checkpoint whose wall time is closest to
+   ``mnist-projection``'s (from the manifest), at the defaults, on 2,000 samples like the manifest's numbers;
+5. the same metrics and milliseconds per image for ``mnist-projection`` itself.
+
+It writes one JSON file (default ``condgan_lib/artifacts/diffusion/sweeps.json``) that the chapter reads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from condgan_lib import diffusion, engine, fileio, hub, metrics
+from condgan_lib.engine import make_ema
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = [1, 2, 5, 10, 25, 50, 100]
+GUIDANCE = [0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+DDPM_STEPS = [10, 25, 50, 100]
+
+
+def score(generate, n: int, judge, reference: tuple) -> dict:
+    """Metrics of ``n`` class-balanced samples of ``generate(labels, seed)`` and their milliseconds per image."""
+    labels = torch.arange(10).repeat_interleave(n // 10)
+    start = time.perf_counter()
+    fake = torch.cat([generate(labels[i:i + 1000], i) for i in range(0, n, 1000)])
+    ms = 1000 * (time.perf_counter() - start) / n
+    real, real_labels = reference
+    return {**metrics.score_images(judge, real, real_labels, fake, labels), "ms_per_image": round(ms, 3), "n": n}
+
+
+def checkpoint_near(run: Path, wall_time_s: float) -> dict:
+    """The run's checkpoint whose recorded wall time is closest to ``wall_time_s``."""
+    best = None
+    for path in engine.checkpoints_in(run):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if best is None or abs(state["wall_time_s"] - wall_time_s) < abs(best["wall_time_s"] - wall_time_s):
+            best = state
+    if best is None:
+        raise SystemExit(f"no checkpoints in {run / 'checkpoints'}")
+    return best
+
+
+def ema_model(state: dict, kwargs: dict) -> diffusion.ClassConditionalUNet:
+    """The EMA network stored in a training checkpoint."""
+    ema = make_ema(diffusion.ClassConditionalUNet(**kwargs), 0.999)
+    ema.load_state_dict(state["ema"])
+    return ema.module.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="the training run folder of mnist-diffusion")
+    parser.add_argument("--n", type=int, default=1000, help="samples per setting (default 1000)")
+    parser.add_argument("--out", type=Path, default=ROOT / "condgan_lib/artifacts/diffusion/sweeps.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    manifest = hub.read_manifest()
+    model, gan = hub.load_pretrained("mnist-diffusion"), hub.load_pretrained("mnist-projection")
+    judge = hub.load_pretrained("mnist-classifier")
+    real, real_labels, _, _ = metrics.reference_sets("mnist", args.n)
+    reference = (real, real_labels)
+    out: dict = {"command": "python scripts/diffusion_sweeps.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                 "hardware": fileio.hardware("cpu", 1, None), "n": args.n,
+                 "defaults": {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE},
+                 "floor": metrics.real_floor("mnist", classifier=judge, n=args.n)}
+
+    def log(what: str, result: dict) -> None:
+        print(f"{what:28s} acc {result['condition_accuracy']:.3f}  FID {result['fid']:6.2f}  "
+              f"P {result['precision']:.3f}  R {result['recall']:.3f}  {result['ms_per_image']:.2f} ms/image",
+              flush=True)
+
+    out["gan"] = score(lambda y, s: gan.generate(y, seed=s), args.n, judge, reference)
+    log("mnist-projection", out["gan"])
+    for key, values, settings in (("steps", STEPS, lambda v: dict(steps=v)),
+                                  ("guidance", GUIDANCE, lambda v: dict(guidance=v)),
+                                  ("ddpm_steps", DDPM_STEPS, lambda v: dict(steps=v, sampler="ddpm"))):
+        out[key] = {}
+        for value in values:
+            kw = settings(value)
+            out[key][str(value)] = score(lambda y, s: model.generate(y, seed=s, **kw), args.n, judge, reference)
+            log(f"{key} {value}", out[key][str(value)])
+
+    gan_time = manifest["mnist-projection"]["wall_time_s"]
+    state = checkpoint_near(args.run, gan_time)
+    early = ema_model(state, manifest["mnist-diffusion"]["config"] and {
+        k: manifest["mnist-diffusion"]["config"][k] for k in ("ch", "timesteps", "schedule")})
+    real2, real2_labels, _, _ = metrics.reference_sets("mnist", 2000)
+    out["equal_time"] = {"gan_wall_time_s": gan_time, "step": state["step"], "wall_time_s": state["wall_time_s"],
+                         **score(lambda y, s: early.generate(y, seed=s), 2000, judge, (real2, real2_labels))}
+    log(f"equal time (step {state['step']})", out["equal_time"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
