@@ -92,6 +92,8 @@ class RunContext:
     evaluate: bool = True
     require: Callable[[str], nn.Module] | None = None
     nan_at_step: int | None = None        # poisons the losses at that step: exists to test the guard
+    segment: dict = field(default_factory=dict)      # this invocation: command, commit, hardware (from runs)
+    segments: list[dict] = field(default_factory=list)  # every invocation that made the run, in order (set by fit)
 
 
 # -------------------------------------------------------------------------------------------- the run's state
@@ -335,6 +337,11 @@ def fit(cfg: BaseConfig, state: TrainState, make_step: Callable[[int], Step], ct
         fresh_start()
     else:
         t0, wall_before = time.perf_counter(), state.wall_time_s
+    segments = state.extra.setdefault("segments", [])
+    if segments:
+        segments[-1]["to_step"] = state.step   # where the previous invocation's work ends in this run
+    segments.append({**ctx.segment, "from_step": state.step, "to_step": cfg.steps})
+    ctx.segments = segments
     step_fn = make_step(state.step)
     config = cfg.to_dict()
     writer = summary_writer(out / "tb") if main else _NoWriter()

@@ -126,18 +126,19 @@ def quick_condition_accuracy(G: nn.Module, classifier: nn.Module, n: int) -> flo
 
 
 def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = None, resume: bool = False,
-              progress: bool = True, nan_at_step: int | None = None) -> TrainResult:
+              progress: bool = True, nan_at_step: int | None = None, ctx: RunContext | None = None) -> TrainResult:
     """Train ``cfg``; the result's model is the EMA (or plain) generator on the CPU, ``extra`` holds the generator
     without EMA when ``cfg.export_raw_generator``.
 
     In a ``torchrun`` process group the loop is data-parallel: ``cfg.batch_size`` is the global batch, each rank
     trains on its slice of it, and rank 0 alone keeps the EMA, logs, evaluates and saves (``condgan_lib.distributed``).
-    ``nan_at_step`` poisons the losses at that step: it exists to test the engine's guard.
+    ``nan_at_step`` poisons the losses at that step: it exists to test the engine's guard. The training command
+    passes its ``ctx`` instead of the keyword arguments.
     """
     cfg.validate()
-    device = resolve_device(device)
-    ctx = RunContext(device=device, out=Path(out or Path("runs") / cfg.name), resume=resume, progress=progress,
-                     nan_at_step=nan_at_step)
+    ctx = ctx or RunContext(device=resolve_device(device), out=Path(out or Path("runs") / cfg.name), resume=resume,
+                            progress=progress, nan_at_step=nan_at_step)
+    device = ctx.device
     n_ranks, main = distributed.world_size(), distributed.is_main()
     per_rank = distributed.check_global_batch(cfg.batch_size)
     torch.manual_seed(cfg.seed)
@@ -243,8 +244,7 @@ def write_run_pictures(out: Path, cfg: GANConfig, G: nn.Module, history: list[di
 
 def run_gan(cfg: GANConfig, ctx: RunContext) -> TrainResult:
     """The trainer of ``GANConfig`` for ``python -m condgan_lib.train``: train, draw, measure."""
-    result = train_gan(cfg, device=ctx.device, out=ctx.out, resume=ctx.resume, progress=ctx.progress,
-                       nan_at_step=ctx.nan_at_step)
+    result = train_gan(cfg, ctx=ctx)
     main = distributed.is_main()
     distributed.shutdown()  # training is over: what follows is rank 0's alone (torchmetrics would sync otherwise)
     if not main:

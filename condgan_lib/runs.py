@@ -53,7 +53,9 @@ def run_config(name: str, device: str = "auto", out: str | Path | None = None, r
     where = hardware(device, distributed.world_size(), distributed.backend())
     ctx = RunContext(device=device, out=out, resume=resume, progress=progress, evaluate=evaluate,
                      require=lambda dependency: train_or_load(dependency, device=device, progress=progress),
-                     nan_at_step=nan_at_step)
+                     nan_at_step=nan_at_step,
+                     segment={"command": command or f"python -m condgan_lib.train --config {name}", "commit": commit,
+                              "hardware": where})
     result: TrainResult = family.trainer(cfg, ctx)
     if not main:  # rank 0 writes the run's files
         return Run(result.model, None, result)
@@ -62,6 +64,8 @@ def run_config(name: str, device: str = "auto", out: str | Path | None = None, r
              "config": cfg.to_dict(), "steps": result.steps, "wall_time_s": result.wall_time_s,
              "hardware": where, "metrics": result.metrics,
              "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit}
+    if len(ctx.segments) > 1:  # a run made by several invocations (--resume) records each, in order
+        entry["segments"] = ctx.segments
     atomic_write_text(json.dumps(result.history, indent=1), out / "history.json")
     exports = [(name, result.model, result.kwargs, entry)]
     for extra in result.extra:

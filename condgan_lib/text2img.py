@@ -351,12 +351,14 @@ ALIGNMENT_KEYS = ("test_shape", "test_all", "heldout_all", "two_object_objects")
 
 
 def train_text_gan(cfg: TextGANConfig, device: str = "cpu", out: str | Path | None = None, resume: bool = False,
-                   progress: bool = True, nan_at_step: int | None = None) -> TrainResult:
+                   progress: bool = True, nan_at_step: int | None = None, ctx: RunContext | None = None) -> TrainResult:
     """Pre-train the text encoder, then train the GAN with ``text_gan_step`` on the training engine; the result's
-    model is the EMA generator, its ``metrics`` the text encoder's accuracy."""
+    model is the EMA generator, its ``metrics`` the text encoder's accuracy. The training command passes its
+    ``ctx`` instead of the keyword arguments."""
     cfg.validate()
-    ctx = RunContext(device=device, out=Path(out or Path("runs") / cfg.name), resume=resume, progress=progress,
-                     nan_at_step=nan_at_step)
+    ctx = ctx or RunContext(device=device, out=Path(out or Path("runs") / cfg.name), resume=resume,
+                            progress=progress, nan_at_step=nan_at_step)
+    device, progress = ctx.device, ctx.progress
     torch.manual_seed(cfg.seed)
     G, D, g_kwargs = build_text_gan(cfg)
     G.text_encoder.requires_grad_(False)
@@ -407,8 +409,7 @@ def train_text_gan(cfg: TextGANConfig, device: str = "cpu", out: str | Path | No
 
 def run_text_gan(cfg: TextGANConfig, ctx: RunContext) -> TrainResult:
     """The trainer of ``TextGANConfig`` for ``python -m condgan_lib.train``: train, then measure alignment."""
-    result = train_text_gan(cfg, device=ctx.device, out=ctx.out, resume=ctx.resume, progress=ctx.progress,
-                            nan_at_step=ctx.nan_at_step)
+    result = train_text_gan(cfg, ctx=ctx)
     probe = load_probe_or_none() if ctx.evaluate else None
     result.metrics = {**evaluate_alignment(result.model, probe, n=cfg.eval_samples), **result.metrics} \
         if probe is not None else {}
