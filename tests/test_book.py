@@ -73,3 +73,19 @@ def test_every_cited_key_is_in_the_bibliography():
         for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
             cited.update(k.strip() for k in group.split(","))
     assert cited <= bib, f"cited but missing from references.bib: {sorted(cited - bib)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_ci_markers_are_cell_tags_not_comments_in_visible_code(path):
+    """nbval reads the tag nbval-ignore-output; a reader should not see '# NBVAL_...' in the page's code."""
+    cells = json.loads(path.read_text())["cells"]
+    marked = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and "# NBVAL_" in "".join(c["source"])]
+    assert marked == [], f"{path.name}: cells {marked} carry nbval comments; use the tag nbval-ignore-output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_run_times_are_kept_in_the_notebook_but_not_shown(path):
+    cells = json.loads(path.read_text())["cells"]
+    timing = [c for c in cells if c["cell_type"] == "code" and "chapter_start" in "".join(c["source"])
+              and "perf_counter() - chapter_start" in "".join(c["source"])]
+    assert all("remove-cell" in c["metadata"].get("tags", []) for c in timing), path.name
