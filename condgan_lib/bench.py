@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from . import hub, metrics
 from .configs import GANConfig, get_config
 from .data import DataUnavailableError, load_images
+from .engine import load_latest_checkpoint
 from .fileio import git_commit, hardware, resolve_device
-from .gan import build_models, gan_step, train_gan
+from .gan import build_models, gan_step, train_gan, write_run_pictures
 
 
 def plain_loop(G, D, opt_g, opt_d, batches, steps: int, z_dim: int, device: str) -> float:
@@ -185,6 +186,42 @@ class _Tee:
         self.stream.flush()
 
 
+def pictures_from_checkpoint(out: Path) -> str:
+    """``history.json``, ``samples.png`` and ``curves.png`` of a GAN run stopped before its end (e.g. by a time
+    limit), from the EMA generator of its newest checkpoint; returns a line saying which step they show."""
+    state = load_latest_checkpoint(out)
+    if state is None:
+        return f"no readable checkpoint in {out / 'checkpoints'}"
+    cfg = GANConfig(**{**state["config"], "betas": tuple(state["config"]["betas"]), "steps": state["step"]})
+    G, _, _ = build_models(cfg)
+    G.load_state_dict({k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")})
+    history = json.loads(state["history"])
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    write_run_pictures(out, cfg, G, history, state["wall_time_s"])
+    return f"newest checkpoint: step {state['step']}, {state['wall_time_s']:.0f} s of training"
+
+
+def gpu_report(folder: Path) -> tuple[str, list[Path]]:
+    """What ``scripts/gpu_check.sh`` stored in ``folder`` (the training chapter shows it): the benchmark table and the
+    GPU run's record as text, and its pictures; or a plain statement that no GPU run is stored."""
+    bench, run = folder / "bench_cuda.txt", folder / "mnist-projection-gpu"
+    if not bench.exists():
+        return "Not run on a GPU yet: no GPU benchmark or GPU run is stored (scripts/gpu_check.sh makes them).", []
+    env = (folder / "env.txt").read_text() if (folder / "env.txt").exists() else ""
+    lines = []
+    if "SMOKE=1" in env:
+        lines.append("CPU smoke test of scripts/gpu_check.sh (SMOKE=1): not a GPU measurement.")
+    lines.append(bench.read_text().rstrip())
+    entry_path = run / "manifest_entry.json"
+    if entry_path.exists():
+        entry = json.loads(entry_path.read_text())
+        lines.append(f"full run: {entry['command']}\n  {entry['hardware']}, {entry['wall_time_s'] / 60:.1f} min, "
+                     f"commit {entry.get('commit')}, metrics {entry['metrics']}")
+    elif (run / "train.log").exists():
+        lines.append((run / "train.log").read_text()[-1500:])   # a run stopped by its time limit says so here
+    return "\n".join(lines), [p for p in (run / "curves.png", run / "samples.png") if p.exists()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m condgan_lib.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="mnist-projection")
@@ -199,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddp-steps", type=int, default=200, help="steps of each data-parallel measurement")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice)")
     parser.add_argument("--out", help="also write the printed table to this file")
+    parser.add_argument("--pictures-from", metavar="RUN", help="only draw the pictures of a stopped GAN run from its "
+                                                               "newest checkpoint (used by scripts/gpu_check.sh)")
     args = parser.parse_args(argv)
+    if args.pictures_from:
+        print(pictures_from_checkpoint(Path(args.pictures_from)))
+        return 0
     try:
         if args.threads is not None:
             if args.threads < 1:
