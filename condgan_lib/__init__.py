@@ -3,6 +3,7 @@
 Its modules form layers, and each imports only from the layers below it (``tests/test_imports.py`` keeps it so):
 
 1. infrastructure: ``repro`` (seeds), ``fileio`` (atomic files, locks, git and hardware facts), ``distributed``,
+   ``exercises`` (the checks of every chapter's exercises),
    ``viz`` (pictures and ``show_source``);
 2. data and recipes: ``data`` (MNIST, Fashion-MNIST), ``shapes`` and ``text`` (captioned scenes), ``configs``;
 3. building blocks: ``losses``, ``layers``, ``models``, and ``engine``, the one training loop;

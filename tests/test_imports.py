@@ -18,7 +18,7 @@ ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {}
 
 # the layers of condgan_lib/__init__.py's docstring: a module may import only from its own layer or lower ones
 LAYERS = {
-    "repro": 0, "fileio": 0, "distributed": 0, "viz": 0,
+    "repro": 0, "fileio": 0, "distributed": 0, "viz": 0, "exercises": 0,
     "data": 1, "shapes": 1, "text": 1, "configs": 1,
     "losses": 2, "layers": 2, "models": 2, "engine": 2,
     "registry": 3, "hub": 3, "runs": 3,
