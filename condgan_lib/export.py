@@ -35,7 +35,7 @@ from .models import ConditionalBatchNorm2d, Generator
 
 MODELS = ("mnist-projection", "fashion-projection", "mnist-dcgan", "fashion-dcgan")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "book" / "_static" / "explore"
-OPSET = 17  # onnxruntime-web 1.17 runs opsets up to 20
+OPSET = 17  # the opset the page's interpreter (book/_static/explore/tinyonnx.js) and onnxruntime read
 
 
 def mixed_cbn(layer: ConditionalBatchNorm2d, h: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:

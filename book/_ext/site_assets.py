@@ -1,12 +1,10 @@
 """Sphinx extension: copy the browser assets the site needs from node_modules into the built site's _static/vendor.
 
 The versions are pinned in package.json and package-lock.json; `npm ci --ignore-scripts` installs them. Only the
-files the pages load are copied:
-
-- onnxruntime-web's single-threaded WebAssembly build (``ort.wasm-core.min.js`` and ``ort-wasm.wasm``), which runs the
-  exported generators on the page "Explore the generator in your browser";
-- MathJax 3's TeX-to-HTML component with every TeX extension built in (``tex-chtml-full.js``) and its web fonts, so
-  that formulas render with no request to a CDN (``mathjax_path`` in _config.yml points here).
+files the pages load are copied: MathJax 3's TeX-to-HTML component with every TeX extension built in
+(``tex-chtml-full.js``) and its web fonts, so that formulas render with no request to a CDN (``mathjax_path`` in
+_config.yml points here). (The page "Explore the generator in your browser" runs its generators with
+``_static/explore/tinyonnx.js``, a file of this repository, so onnxruntime-web is no longer copied.)
 
 It also writes ``.nojekyll`` at the top of the site, so that GitHub Pages serves the ``_static`` folder.
 """
@@ -22,8 +20,6 @@ NODE_MODULES = ROOT / "node_modules"
 
 # source under node_modules -> destination under _static/vendor (a trailing slash copies a whole folder)
 ASSETS = {
-    "onnxruntime-web/dist/ort.wasm-core.min.js": "onnxruntime-web/ort.wasm-core.min.js",
-    "onnxruntime-web/dist/ort-wasm.wasm": "onnxruntime-web/ort-wasm.wasm",
     "mathjax/es5/tex-chtml-full.js": "mathjax/tex-chtml-full.js",
     "mathjax/es5/output/chtml/fonts/woff-v2/": "mathjax/output/chtml/fonts/woff-v2/",
     "mathjax/LICENSE": "mathjax/LICENSE",

@@ -1,19 +1,22 @@
 /* Explore the generator in your browser: the shipped generators, exported to ONNX by `python -m condgan_lib.export`,
- * run here with onnxruntime-web (WebAssembly, one thread). Two widgets share this script:
+ * run here with tinyonnx.js (plain JavaScript, loaded before this script). Two widgets share this script:
  *
  * - #cg-explore, a class-conditional generator: every slider change runs it once on 13 latents (the sample, its
  *   class walk, its seed walk, and the same noise with each of the ten classes);
  * - #cg-walk, an unconditional DCGAN: the two end points, the point at t on the chosen path, and ten points along
  *   the straight line and along the great circle (23 latents per run).
  *
- * Each widget sets data-state ("loading", "ready", "error"), data-renders (generator runs so far) and data-drawn (the
- * control values of the images on screen) on its root element; the site's browser test reads them.
+ * Each widget sets data-state ("waiting", "loading", "ready", "error"), data-renders (generator runs so far) and
+ * data-drawn (the control values of the images on screen) on its root element; the site's browser test reads them.
+ *
+ * Weight: a model is fetched when a widget first needs it. The first widget starts at once with its default model;
+ * the second starts when it comes near the screen (or when one of its controls is touched); the other models load
+ * when chosen in a menu.
  */
 (function () {
   "use strict";
 
   const here = new URL(".", document.currentScript.src);                  // .../_static/explore/
-  const wasmPath = new URL("../vendor/onnxruntime-web/", here).href;       // ort-wasm.wasm lives here
 
   // Seeded noise: mulberry32 for uniform numbers, Box-Muller for Gaussians, redraws beyond |z| > t for truncation.
   // The same seed always gives the same latent here; it is not the latent PyTorch draws for that seed.
@@ -78,13 +81,15 @@
 
   let index = null;                                  // models.json: file, classes and z_dim of each model
   const sessions = {};
-  function session(name) {
+  function session(name) {                           // the model, fetched and parsed on first use
     if (!sessions[name]) {
-      sessions[name] = ort.InferenceSession.create(new URL(index[name].file, here).href,
-                                                   { executionProviders: ["wasm"] });
+      sessions[name] = tinyonnx.load(new URL(index[name].file, here).href);
+      sessions[name].catch(() => { delete sessions[name]; });   // a failed download is tried again next time
     }
     return sessions[name];
   }
+
+  const megabytes = (name) => `${(index[name].bytes / 1e6).toFixed(1)} MB`;
 
   // The class-conditional widget: rows of (latent, class weights).
   function conditionalBatch(state, info) {
@@ -100,7 +105,7 @@
     for (let j = 0; j < k; j++) rows.push([zA, classWeights(k, j, j, 0)]);   // every class, same noise
     const n = rows.length, z = new Float32Array(n * dim), w = new Float32Array(n * k);
     rows.forEach(([zi, wi], i) => { z.set(zi, i * dim); w.set(wi, i * k); });
-    return { z: new ort.Tensor("float32", z, [n, dim]), class_weights: new ort.Tensor("float32", w, [n, k]) };
+    return { z: tinyonnx.tensor(z, [n, dim]), class_weights: tinyonnx.tensor(w, [n, k]) };
   }
 
   function conditionalLabels(root, state, info) {
@@ -125,7 +130,7 @@
     for (const f of [lerp, slerp]) for (let i = 0; i < 10; i++) rows.push(f(zA, zB, i / 9));
     const z = new Float32Array(rows.length * dim);
     rows.forEach((zi, i) => z.set(zi, i * dim));
-    return { z: new ort.Tensor("float32", z, [rows.length, dim]) };
+    return { z: tinyonnx.tensor(z, [rows.length, dim]) };
   }
 
   function walkLabels(root, state) {
@@ -146,8 +151,10 @@
       const info = index[state.model];
       showLabels(root, state, info);
       const feeds = makeBatch(state, info);
+      if (!sessions[state.model]) status.textContent = `Loading ${state.model} (${megabytes(state.model)})...`;
+      const model = await session(state.model);
       const start = performance.now();
-      const out = await (await session(state.model)).run(feeds);
+      const out = model.run(feeds);
       const images = out.images.data;
       root.querySelectorAll("canvas[data-slot]").forEach((canvas) => {
         drawImage(canvas, images, 784 * Number(canvas.dataset.slot));
@@ -177,15 +184,25 @@
     return render;
   }
 
+  // Run ``start`` once, when ``root`` comes within half a screen of the viewport or a control in it is touched.
+  function whenNear(root, start) {
+    let started = false;
+    const go = () => { if (!started) { started = true; start(); } };
+    root.addEventListener("focusin", go);
+    root.addEventListener("pointerdown", go);
+    if (!("IntersectionObserver" in window)) { go(); return; }
+    const observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) { observer.disconnect(); go(); }
+    }, { rootMargin: "50% 0px" });
+    observer.observe(root);
+  }
+
   async function start() {
     const roots = [["cg-explore", conditionalBatch, conditionalLabels], ["cg-walk", walkBatch, walkLabels]]
       .map(([id, batch, labels]) => [document.getElementById(id), batch, labels])
       .filter(([root]) => root);
     try {
-      if (typeof ort === "undefined") throw new Error("onnxruntime-web did not load");
-      ort.env.wasm.wasmPaths = wasmPath;
-      ort.env.wasm.numThreads = 1;
-      ort.env.wasm.simd = false;     // the single-threaded, non-SIMD build, ort-wasm.wasm: the smallest one
+      if (typeof tinyonnx === "undefined") throw new Error("tinyonnx.js did not load");
       index = await (await fetch(new URL("models.json", here))).json();
     } catch (err) {
       const hint = location.protocol === "file:"
@@ -196,7 +213,15 @@
       }
       return;
     }
-    for (const [root, batch, labels] of roots) await widget(root, batch, labels)();   // one after the other
+    // The first widget draws at once; each later one when the reader gets near it.
+    roots.forEach(([root, batch, labels], i) => {
+      const render = widget(root, batch, labels);
+      if (i === 0) render();
+      else {
+        root.dataset.state = "waiting";
+        whenNear(root, render);
+      }
+    });
   }
 
   start();

@@ -1,0 +1,201 @@
+"""Sphinx extension: what the book's pages need beyond the theme's defaults.
+
+- **Widget outputs.** A notebook saved from a live kernel keeps ipywidgets views (sliders, ``interact`` forms, tqdm
+  progress bars). In a static page they are inert, and without the widget manager from a CDN they render as nothing.
+  Each view is replaced here: a tqdm bar by the line of text it ended on (read from the notebook's saved widget state),
+  any other control by one note that says where the controls work (Colab, a local kernel, and the page "Explore the
+  generator in your browser"). The widget state and the widget manager's scripts are dropped from the page, so no page
+  asks a CDN for them.
+- **Equation numbers.** With ``math_number_all`` (Sphinx's option for its ``math`` directive) every display formula
+  written as ``$$ ... $$`` gets a number too, as MyST gives one only to formulas with a label; with ``math_numfig``
+  the numbers follow the chapters (1.1, 1.2, ...).
+- **Page titles.** A page whose title is the book's title (the introduction) gets ``<title>`` once, not
+  "title — title".
+- **Bibliography labels.** The pybtex style ``authoryear`` labels each entry "Goodfellow et al., 2014", the text that
+  the author-year citations in the chapters show, and sorts the list by author and year.
+- ``_static/site.css``: the note's look, and print rules for the whole-book PDF (``scripts/build_pdf.py``).
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from types import SimpleNamespace
+
+from docutils import nodes
+from sphinx import addnodes
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_VIEW_SCRIPT = re.compile(r'^\s*<script type="application/vnd\.jupyter\.widget-view\+json">(.*)</script>\s*$',
+                                re.S)
+PROGRESS_MODELS = {"FloatProgressModel", "IntProgressModel"}
+EXPLORE_DOC = "book/explore"
+
+
+# --- widget outputs -------------------------------------------------------------------------------------------------
+
+def _take_widget_state(env, docname: str) -> dict:
+    """The notebook's saved widget models (model id -> model), removed from the scripts myst-nb adds to the page."""
+    js_files = getattr(env, "nb_metadata", {}).get(docname, {}).get("js_files", {})
+    state = {}
+    for key in [k for k in js_files if k.startswith("ipywidgets_")]:
+        _uri, kwargs = js_files.pop(key)
+        if key == "ipywidgets_state":
+            try:
+                state = json.loads(kwargs.get("body", "{}")).get("state", {})
+            except ValueError:
+                state = {}
+    return state
+
+
+def _children(state: dict, model: dict) -> list[dict]:
+    ids = [c.replace("IPY_MODEL_", "") for c in model.get("state", {}).get("children", []) if isinstance(c, str)]
+    return [state[i] for i in ids if i in state]
+
+
+def _plain(value: str) -> str:
+    text = html.unescape(re.sub(r"<[^>]+>", "", value or ""))
+    return text.replace("\u2007", " ").replace("\xa0", " ")
+
+
+def progress_line(state: dict, model_id: str) -> str | None:
+    """The text of a tqdm notebook bar (an HBox of HTML, a progress bar and HTML) as it ended, or None."""
+    model = state.get(model_id)
+    if not model or model.get("model_name") != "HBoxModel":
+        return None
+    parts, is_bar = [], False
+    for child in _children(state, model):
+        name, values = child.get("model_name"), child.get("state", {})
+        if name in PROGRESS_MODELS:
+            is_bar = True
+            total, value = values.get("max") or 0, values.get("value") or 0
+            filled = max(0, min(10, round(10 * value / total))) if total else 0
+            parts.append("|" + "\u2588" * filled + " " * (10 - filled) + "|")
+        elif name == "HTMLModel":
+            parts.append(_plain(values.get("value", "")))
+        else:
+            return None
+    return "".join(parts).strip() if is_bar else None
+
+
+def _widget_note(docname: str) -> nodes.container:
+    link = addnodes.pending_xref("", nodes.inline("", "Explore the generator in your browser"), refdomain="std",
+                                 reftype="doc", reftarget="/" + EXPLORE_DOC, refexplicit=True, refwarn=True,
+                                 refdoc=docname)
+    para = nodes.paragraph("", "", nodes.strong("", "Interactive controls."), nodes.Text(
+        " They need a live Python kernel, so this static page leaves them out. Open the chapter in Colab (the rocket "
+        "button at the top of the page) or in Jupyter on your machine to use them; the page "), link,
+        nodes.Text(" runs the book's generators without a kernel."))
+    return nodes.container("", para, classes=["cg-widget-note"])
+
+
+def replace_widget_views(app, doctree) -> None:
+    """Replace each widget view of a notebook page by the text of its progress bar or by one note per output."""
+    docname = app.env.docname
+    state = _take_widget_state(app.env, docname)
+    noted = set()
+    for raw in list(doctree.findall(nodes.raw)):
+        match = WIDGET_VIEW_SCRIPT.match(raw.astext()) if "html" in raw.get("format", "").split() else None
+        if not match:
+            continue
+        try:
+            model_id = json.loads(match.group(1)).get("model_id", "")
+        except ValueError:
+            model_id = ""
+        cell = raw.parent               # the cell's output area (each output sits in its own mime bundle inside it)
+        while cell.parent is not None and "cell_output" not in cell.get("classes", []):
+            cell = cell.parent
+        line = progress_line(state, model_id)
+        if line is not None:
+            raw.replace_self(nodes.literal_block(line, line, language="none", classes=["output", "stream"]))
+        elif id(cell) in noted:         # a cell that shows several controls (a form and its output area) gets one note
+            raw.parent.remove(raw)
+        else:
+            noted.add(id(cell))
+            raw.replace_self(_widget_note(docname))
+
+
+# --- equation numbers -----------------------------------------------------------------------------------------------
+
+def number_equations(app, doctree) -> None:
+    """Give every unlabelled ``$$`` formula a label and a number, as Sphinx's ``math`` directive does with
+    ``math_number_all``."""
+    if not app.config.math_number_all:
+        return
+    env, docname = app.env, app.env.docname
+    domain = env.get_domain("math")
+    for node in doctree.findall(nodes.math_block):
+        if node.get("label") or node.get("nowrap"):
+            continue
+        node["label"] = f"{docname}:{env.new_serialno('sphinx.ext.math#equations')}"
+        domain.note_equation(docname, node["label"], location=node)
+        node["number"] = domain.get_equation_number_for(node["label"])
+        node["docname"] = docname
+        node["ids"].insert(0, nodes.make_id("equation-%s" % node["label"]))
+
+
+# --- page titles ----------------------------------------------------------------------------------------------------
+
+def single_title(app, pagename, templatename, context, doctree) -> None:
+    """``<title>`` is "page — book"; on the page whose title is the book's own, say it once."""
+    title, book = context.get("title"), context.get("docstitle")
+    if title and book and re.sub(r"<[^>]+>", "", title).strip() == book.strip():
+        logo = dict(context.get("theme_logo") or {})
+        logo.setdefault("text", book)          # the sidebar's book title reads docstitle otherwise
+        context["theme_logo"] = logo
+        context["docstitle"] = ""
+
+
+# --- bibliography labels --------------------------------------------------------------------------------------------
+
+def register_bibliography_style() -> None:
+    import pybtex.plugin
+    from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+    from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.template import join
+    from sphinxcontrib.bibtex.style.referencing import PersonStyle
+    from sphinxcontrib.bibtex.style.template import year
+
+    person = PersonStyle()
+    template = join(sep=", ")[person.author_or_editor_or_title(full=False), year]
+    context = SimpleNamespace(person=person)
+
+    class AuthorYearLabelStyle(BaseLabelStyle):
+        """"Goodfellow et al., 2014": the author-year citation's text; a, b, ... where two entries would share one."""
+
+        def format_labels(self, sorted_entries):
+            entries = list(sorted_entries)
+            labels = [template.format_data({"entry": e, "style": context}).render_as("text") for e in entries]
+            seen: dict[str, int] = {}
+            for label in labels:
+                seen[label] = seen.get(label, 0) + 1
+            count: dict[str, int] = {}
+            for label in labels:
+                if seen[label] > 1:
+                    count[label] = count.get(label, 0) + 1
+                    yield label + "abcdefghijklmnopqrstuvwxyz"[count[label] - 1]
+                else:
+                    yield label
+
+    class AuthorYearStyle(UnsrtStyle):
+        default_label_style = AuthorYearLabelStyle
+        default_sorting_style = "author_year_title"
+
+    pybtex.plugin.register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True)
+
+
+def add_css(app) -> None:
+    if app.builder.format == "html":
+        app.add_css_file("site.css")
+
+
+def setup(app):
+    register_bibliography_style()
+    app.connect("builder-inited", add_css)
+    app.connect("doctree-read", replace_widget_views)
+    app.connect("doctree-read", number_equations)
+    app.connect("html-page-context", single_title)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
