@@ -9,7 +9,7 @@ CUDA, gloo on the CPU. The rules this library follows:
   from the same seeded generators and keeps its own slice of ``batch_size / N`` rows, so the ranks see disjoint
   shards of the data and together see exactly the batches of a one-process run. Learning rates therefore do not
   change with N; growing the global batch is a separate, explicit decision (``--batch-size`` with
-  ``--set lr_scale_with_batch=true``, the linear rule of Goyal et al., 2017).
+  ``--set lr_scaling=sqrt``, the square-root rule for Adam of Malladi et al., 2022, after a warm-up).
 - Gradients are averaged over ranks by DDP's all-reduce; every rank then takes the same optimiser step.
 - Batch norm (the generator's, and the DCGAN discriminators') normalises with statistics of the global batch:
   ``nn.SyncBatchNorm`` on CUDA, ``GlobalBatchNorm2d`` below on the CPU (PyTorch's SyncBatchNorm is GPU-only).

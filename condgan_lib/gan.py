@@ -148,9 +148,8 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
     G, D = G.to(device), D.to(device)
     if cfg.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    scale = cfg.batch_size / 64 if cfg.lr_scale_with_batch else 1.0
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g * scale, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * scale, betas=cfg.betas)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g * cfg.lr_factor(0), betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * cfg.lr_factor(0), betas=cfg.betas)
     autocast = autocast_for(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if cfg.amp == "fp16" else None
     step_G, step_D = distributed.wrap(G, device), distributed.wrap(D, device)  # G, D themselves in one process
@@ -159,7 +158,8 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
         step_G, step_D = torch.compile(step_G), torch.compile(step_D)
     if n_ranks > 1:
         print(f"rank {distributed.rank()}/{n_ranks} ({distributed.backend()}, {device}): global batch "
-              f"{cfg.batch_size} = {n_ranks} x {per_rank}; lr_g {cfg.lr_g * scale:g}, lr_d {cfg.lr_d * scale:g}",
+              f"{cfg.batch_size} = {n_ranks} x {per_rank}; lr_g {cfg.lr_g * cfg.lr_factor(10 ** 9):g}, "
+              f"lr_d {cfg.lr_d * cfg.lr_factor(10 ** 9):g}",
               file=sys.stderr)
 
     first_on_node = int(os.environ.get("LOCAL_RANK", "0")) == 0
@@ -184,6 +184,9 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
 
         def step(i: int) -> dict[str, torch.Tensor]:
             G.train(), D.train()
+            for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):   # the batch rule and the warm-up
+                for group in opt.param_groups:
+                    group["lr"] = base * cfg.lr_factor(i)
             # every rank draws the same global batch, noise and labels, and keeps its own rows
             real, labels = next(batches)
             z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise_gen).to(device)

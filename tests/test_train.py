@@ -77,3 +77,19 @@ def test_diffaugment_keeps_shape_and_range():
     y = gan.diff_augment(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
     assert not torch.equal(x, y)
+
+
+def test_the_gpu_recipe_changes_batch_rates_and_precision_only():
+    cpu, gpu = CONFIGS["mnist-projection"].to_dict(), CONFIGS["mnist-projection-gpu"].to_dict()
+    changed = {k for k in cpu if cpu[k] != gpu[k]}
+    assert changed <= {"name", "batch_size", "lr_scaling", "lr_warmup_steps", "amp", "channels_last", "eval_samples"}
+    assert {"batch_size", "lr_scaling", "lr_warmup_steps"} <= changed
+
+
+def test_the_square_root_rule_with_warm_up():
+    cfg = get_config("mnist-projection", batch_size=256, lr_scaling="sqrt", lr_warmup_steps=10)
+    assert [round(cfg.lr_factor(s), 6) for s in (0, 4, 9, 10, 10_000)] == [0.2, 1.0, 2.0, 2.0, 2.0]
+    assert get_config("mnist-projection", batch_size=256, lr_scaling="linear").lr_factor(0) == 4.0
+    assert get_config("mnist-projection").lr_factor(0) == 1.0
+    with pytest.raises(ValueError, match="lr_scaling must be one of"):
+        get_config("mnist-projection", lr_scaling="cubic")
