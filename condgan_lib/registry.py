@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 # every family and the module that registers it, in the order of the chapters
-FAMILY_MODULES = {"gan": "condgan_lib.gan", "classifier": "condgan_lib.classifier", "probe": "condgan_lib.probe",
-                  "text-gan": "condgan_lib.text2img", "clip": "condgan_lib.clip", "prior": "condgan_lib.unclip",
-                  "decoder": "condgan_lib.unclip", "diffusion-decoder": "condgan_lib.unclip"}
+FAMILY_MODULES = {"gan": "condgan_lib.gan", "classifier": "condgan_lib.classifier", "diffusion": "condgan_lib.diffusion",
+                  "probe": "condgan_lib.probe", "text-gan": "condgan_lib.text2img", "clip": "condgan_lib.clip",
+                  "prior": "condgan_lib.unclip", "decoder": "condgan_lib.unclip", "diffusion-decoder": "condgan_lib.unclip"}
 
 
 @dataclass(frozen=True)

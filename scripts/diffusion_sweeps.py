@@ -9,12 +9,17 @@ On one CPU thread, for the shipped model and with the book's metrics (``metrics.
 
 1. DDIM steps (1 to 100) at the default guidance: condition accuracy, FID, precision, recall, milliseconds per image;
 2. the guidance scale (0 to 6) at the default steps: the same numbers;
-3. the ancestral DDPM sampler at the same numbers of steps;
-4. the model as it was at the GAN's training time: the EMA of the run's checkpoint whose wall time is closest to
-   ``mnist-projection``'s (from the manifest), at the defaults, on 2,000 samples like the manifest's numbers;
+3. the ancestral DDPM sampler at the same numbers of steps, and at the defaults two choices of ``generate``'s DDIM
+   undone: starting from the last step (999) instead of ``diffusion.first_sampling_step``, and clipping the guess of
+   ``x_0`` to [-1, 1] (as the unCLIP chapter's decoder does);
+4. the model as it was at the GAN's training time: the EMA (and the raw network) of the run's checkpoint whose wall
+   time is closest to ``mnist-projection``'s (from the manifest), at the defaults, on 2,000 samples like the
+   manifest's numbers;
 5. the same metrics and milliseconds per image for ``mnist-projection`` itself.
 
-It writes one JSON file (default ``condgan_lib/artifacts/diffusion/sweeps.json``) that the chapter reads.
+It writes one JSON file (default ``condgan_lib/artifacts/diffusion/sweeps.json``) that the chapter reads, with the
+run's ``history.json``, the condition accuracy of every checkpoint's EMA against its training wall time (measured
+as the training command measures it: 200 samples, 10 DDIM steps), and the SHA-256 of the measured model.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from condgan_lib.engine import make_ema
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = [1, 2, 5, 10, 25, 50, 100]
-GUIDANCE = [0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+GUIDANCE = [0.0, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 6.0]
 DDPM_STEPS = [10, 25, 50, 100]
 
 
@@ -43,6 +48,19 @@ def score(generate, n: int, judge, reference: tuple) -> dict:
     ms = 1000 * (time.perf_counter() - start) / n
     real, real_labels = reference
     return {**metrics.score_images(judge, real, real_labels, fake, labels), "ms_per_image": round(ms, 3), "n": n}
+
+
+@torch.no_grad()
+def ddim_variant(model, labels: torch.Tensor, seed: int, start: int, clip: bool) -> torch.Tensor:
+    """``generate``'s DDIM at the default steps and guidance, from step ``start``, clipping ``x_0`` or not."""
+    x = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    ts = torch.linspace(start, 0, diffusion.DEFAULT_STEPS).round().long().tolist()
+    for i, t in enumerate(ts):
+        eps = torch.cat([model.guided_noise(x[j:j + 128], t, labels[j:j + 128], diffusion.DEFAULT_GUIDANCE)
+                         for j in range(0, len(x), 128)])
+        a_prev = model.alpha_bar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
+        x = diffusion.ddim_step(x, eps, model.alpha_bar[t], a_prev, clip=clip)
+    return (x.clamp(-1, 1) + 1) / 2
 
 
 def checkpoint_near(run: Path, wall_time_s: float) -> dict:
@@ -88,23 +106,51 @@ def main(argv: list[str] | None = None) -> int:
 
     out["gan"] = score(lambda y, s: gan.generate(y, seed=s), args.n, judge, reference)
     log("mnist-projection", out["gan"])
+    defaults = {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE, "sampler": "ddim"}
+    measured: dict = {}                                  # settings already measured, by their full description
     for key, values, settings in (("steps", STEPS, lambda v: dict(steps=v)),
                                   ("guidance", GUIDANCE, lambda v: dict(guidance=v)),
                                   ("ddpm_steps", DDPM_STEPS, lambda v: dict(steps=v, sampler="ddpm"))):
         out[key] = {}
         for value in values:
-            kw = settings(value)
-            out[key][str(value)] = score(lambda y, s: model.generate(y, seed=s, **kw), args.n, judge, reference)
+            kw = {**defaults, **settings(value)}
+            name = json.dumps(kw, sort_keys=True)
+            if name not in measured:
+                measured[name] = score(lambda y, s: model.generate(y, seed=s, **kw), args.n, judge, reference)
+            out[key][str(value)] = measured[name]
             log(f"{key} {value}", out[key][str(value)])
+
+    first = diffusion.first_sampling_step(model.alpha_bar)
+    out["ddim_variants"] = {}
+    for start, clip in ((first, False), (model.timesteps - 1, False), (first, True), (model.timesteps - 1, True)):
+        name = f"start {start}, {'clip' if clip else 'no clip'}"
+        out["ddim_variants"][name] = score(lambda y, s: ddim_variant(model, y, s, start, clip), args.n, judge,
+                                           reference)
+        log(name, out["ddim_variants"][name])
 
     gan_time = manifest["mnist-projection"]["wall_time_s"]
     state = checkpoint_near(args.run, gan_time)
-    early = ema_model(state, manifest["mnist-diffusion"]["config"] and {
-        k: manifest["mnist-diffusion"]["config"][k] for k in ("ch", "timesteps", "schedule")})
+    early = ema_model(state, {k: state["config"][k] for k in ("ch", "timesteps", "schedule")})
     real2, real2_labels, _, _ = metrics.reference_sets("mnist", 2000)
     out["equal_time"] = {"gan_wall_time_s": gan_time, "step": state["step"], "wall_time_s": state["wall_time_s"],
                          **score(lambda y, s: early.generate(y, seed=s), 2000, judge, (real2, real2_labels))}
     log(f"equal time (step {state['step']})", out["equal_time"])
+    raw = diffusion.ClassConditionalUNet(**{k: state["config"][k] for k in ("ch", "timesteps", "schedule")})
+    raw.load_state_dict(state["modules"]["model"])
+    out["equal_time_raw"] = {"step": state["step"], "wall_time_s": state["wall_time_s"],
+                             **score(lambda y, s: raw.eval().generate(y, seed=s), 2000, judge, (real2, real2_labels))}
+    log("  the same, without EMA", out["equal_time_raw"])
+    out["history"] = json.loads((args.run / "history.json").read_text())
+    out["curve"] = []              # every checkpoint's EMA, measured as the training command measures it
+    for path in reversed(engine.checkpoints_in(args.run)):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ema = ema_model(state, {k: state["config"][k] for k in ("ch", "timesteps", "schedule")})
+        cfg = state["config"]
+        accuracy = diffusion.quick_condition_accuracy(ema, judge, cfg["eval_samples"], cfg["eval_steps"])
+        out["curve"].append({"step": state["step"], "wall_time_s": round(state["wall_time_s"], 1),
+                             "condition_accuracy": round(accuracy, 4)})
+        print(f"step {state['step']:6d} {state['wall_time_s']:7.0f} s  condition accuracy {accuracy:.3f}", flush=True)
+    out["model_sha256"] = manifest["mnist-diffusion"]["sha256"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -26,10 +26,12 @@ TINY = {
     "shapes-prior": dict(train_size=128, batch_size=32, hidden=32, depth=2),
     "shapes-decoder": dict(train_size=64, batch_size=8, ch=4, z_dim=8),
     "shapes-diffusion-decoder": dict(train_size=64, batch_size=8, ch=4, timesteps=10),
+    "mnist-diffusion": dict(ch=4, batch_size=8, timesteps=10, eval_every=10 ** 6),
 }
 EVERY = dict(log_every=4, ckpt_every=4)
 RATES = {"mnist-projection": ("lr_g", "lr_d"), "shapes-text2img": ("lr_g", "lr_d"), "shapes-clip": ("lr",),
-         "shapes-prior": ("lr",), "shapes-decoder": ("lr_g", "lr_d"), "shapes-diffusion-decoder": ("lr",)}
+         "shapes-prior": ("lr",), "shapes-decoder": ("lr_g", "lr_d"), "shapes-diffusion-decoder": ("lr",),
+         "mnist-diffusion": ("lr",)}
 
 
 def needs_clip(name):
@@ -86,6 +88,9 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(name, tmp_path):
     for (key, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), key
     assert resumed.entry["steps"] == last + 8
+    first, second = resumed.entry["segments"]            # the two invocations that made the run, in order
+    assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == (0, last, last, last + 8)
+    assert "--steps 100000" in first["command"] and "segments" not in straight.entry
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
