@@ -237,14 +237,15 @@ def test_compare_lists_only_the_metrics_that_moved_beyond_tolerance():
     assert evaluate.compare(recorded, {k: v for k, v in recorded.items() if k != "kid"})[0].startswith("kid:")
 
 
-def test_unknown_name_exits_2_and_lists_the_shipped_generators(monkeypatch, capsys):
+def test_unknown_name_exits_2_and_lists_the_models_it_can_measure(monkeypatch, capsys):
     fake_manifest = {"mnist-classifier": {"kind": "DomainClassifier"}, "gen-a": {"kind": "Generator"},
                      "gen-b": {"kind": "MLPGenerator"}}
     monkeypatch.setattr(evaluate.hub, "read_manifest", lambda *a, **k: fake_manifest)
-    assert evaluate.generator_names() == ["gen-a", "gen-b"]
+    assert evaluate.generator_names() == ["gen-a", "gen-b"]               # the judges are not generators
+    assert evaluate.measured_names() == ["mnist-classifier", "gen-a", "gen-b"]  # but their accuracy re-measures
     assert evaluate.main(["no-such-gan"]) == 2
     err = capsys.readouterr().err
-    assert "'no-such-gan'" in err and "gen-a, gen-b" in err and "mnist-classifier" not in err
+    assert "'no-such-gan'" in err and "mnist-classifier, gen-a, gen-b" in err
 
 
 def test_the_command_line_exits_2_for_an_unknown_name():
@@ -255,7 +256,7 @@ def test_the_command_line_exits_2_for_an_unknown_name():
     assert all(name in result.stderr for name in evaluate.generator_names())
 
 
-def test_record_replaces_only_the_metrics_of_one_entry(tmp_path, monkeypatch):
+def test_record_replaces_only_the_measured_metrics_of_one_entry(tmp_path, monkeypatch):
     from condgan_lib import evaluate, hub
     manifest = hub.read_manifest()
     if not manifest:
@@ -265,7 +266,8 @@ def test_record_replaces_only_the_metrics_of_one_entry(tmp_path, monkeypatch):
     name = sorted(manifest)[0]
     evaluate.record(name, {"fid": 1.0, "n": 10})
     after = hub.read_manifest(tmp_path)
-    assert after[name]["metrics"] == {"fid": 1.0, "n": 10}
+    # what was measured replaces the recorded value; what only the training run could measure stays as recorded
+    assert after[name]["metrics"] == {**manifest[name]["metrics"], "fid": 1.0, "n": 10}
     assert {k: v for k, v in after[name].items() if k != "metrics"} == {
         k: v for k, v in manifest[name].items() if k != "metrics"}
     assert {k: after[k] for k in after if k != name} == {k: manifest[k] for k in manifest if k != name}
