@@ -1,6 +1,6 @@
 """The measured sweeps of the chapter "Diffusion, the engine DALL-E 2 really uses" that take too long to run live.
 
-    python scripts/diffusion_sweeps.py --run runs/mnist-diffusion [--n 1000] [--out FILE]
+    python scripts/diffusion_sweeps.py --run runs/mnist-diffusion [--n 1000] [--out FILE] [--keep]
 
 ``--run`` is the folder of the training run that shipped ``mnist-diffusion``
 (``python -m condgan_lib.train --config mnist-diffusion --out runs/mnist-diffusion``); the run keeps every checkpoint.
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="the training run folder of mnist-diffusion")
     parser.add_argument("--n", type=int, default=1000, help="samples per setting (default 1000)")
     parser.add_argument("--out", type=Path, default=ROOT / "condgan_lib/artifacts/diffusion/sweeps.json")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse the sections an interrupted sweep of the same model already wrote (OUT.partial)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     manifest = hub.read_manifest()
@@ -97,62 +99,88 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"command": "python scripts/diffusion_sweeps.py " + " ".join(sys.argv[1:] if argv is None else argv),
                  "hardware": fileio.hardware("cpu", 1, None), "n": args.n,
                  "defaults": {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE},
-                 "floor": metrics.real_floor("mnist", classifier=judge, n=args.n)}
+                 "model_sha256": manifest["mnist-diffusion"]["sha256"]}
+    partial = args.out.with_name(args.out.name + ".partial")
+    kept = json.loads(partial.read_text()) if args.keep and partial.exists() else {}
+    if any(kept.get(k) != out[k] for k in ("n", "defaults", "model_sha256")):
+        kept = {}                                        # another model, sample size or defaults: measure again
+    args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    def log(what: str, result: dict) -> None:
+    def section(key: str, measure) -> None:
+        """``out[key] = measure()``, or the value an interrupted sweep kept; saved to OUT.partial at once."""
+        out[key] = kept[key] if key in kept else measure()
+        partial.write_text(json.dumps(out, indent=1) + "\n")
+
+    def log(what: str, result: dict) -> dict:
         print(f"{what:28s} acc {result['condition_accuracy']:.3f}  FID {result['fid']:6.2f}  "
               f"P {result['precision']:.3f}  R {result['recall']:.3f}  {result['ms_per_image']:.2f} ms/image",
               flush=True)
+        return result
 
-    out["gan"] = score(lambda y, s: gan.generate(y, seed=s), args.n, judge, reference)
-    log("mnist-projection", out["gan"])
+    section("floor", lambda: metrics.real_floor("mnist", classifier=judge, n=args.n))
+    section("gan", lambda: log("mnist-projection", score(lambda y, s: gan.generate(y, seed=s), args.n, judge,
+                                                          reference)))
     defaults = {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE, "sampler": "ddim"}
     measured: dict = {}                                  # settings already measured, by their full description
-    for key, values, settings in (("steps", STEPS, lambda v: dict(steps=v)),
-                                  ("guidance", GUIDANCE, lambda v: dict(guidance=v)),
-                                  ("ddpm_steps", DDPM_STEPS, lambda v: dict(steps=v, sampler="ddpm"))):
-        out[key] = {}
+
+    def entry(key: str, name: str, measure) -> None:
+        """``out[key][name] = measure()`` (or what an interrupted sweep kept), saved at once."""
+        out.setdefault(key, {})
+        done = kept.get(key, {})
+        out[key][name] = done[name] if name in done else measure()
+        partial.write_text(json.dumps(out, indent=1) + "\n")
+
+    sweeps = (("steps", STEPS, lambda v: dict(steps=v)), ("guidance", GUIDANCE, lambda v: dict(guidance=v)),
+              ("ddpm_steps", DDPM_STEPS, lambda v: dict(steps=v, sampler="ddpm")))
+    for key, values, settings in sweeps:               # what an interrupted sweep kept, by its full description
+        for value in values:
+            if str(value) in kept.get(key, {}):
+                measured[json.dumps({**defaults, **settings(value)}, sort_keys=True)] = kept[key][str(value)]
+    for key, values, settings in sweeps:
         for value in values:
             kw = {**defaults, **settings(value)}
-            name = json.dumps(kw, sort_keys=True)
-            if name not in measured:
-                measured[name] = score(lambda y, s: model.generate(y, seed=s, **kw), args.n, judge, reference)
-            out[key][str(value)] = measured[name]
-            log(f"{key} {value}", out[key][str(value)])
+            same = json.dumps(kw, sort_keys=True)          # a setting measured under another key is not measured again
+            if same not in measured:
+                measured[same] = log(f"{key} {value}", score(lambda y, s: model.generate(y, seed=s, **kw), args.n,
+                                                              judge, reference))
+            entry(key, str(value), lambda: measured[same])
+            measured[same] = out[key][str(value)]
 
     first = diffusion.first_sampling_step(model.alpha_bar)
-    out["ddim_variants"] = {}
     for start, clip in ((first, False), (model.timesteps - 1, False), (first, True), (model.timesteps - 1, True)):
         name = f"start {start}, {'clip' if clip else 'no clip'}"
-        out["ddim_variants"][name] = score(lambda y, s: ddim_variant(model, y, s, start, clip), args.n, judge,
-                                           reference)
-        log(name, out["ddim_variants"][name])
+        entry("ddim_variants", name, lambda: log(name, score(lambda y, s: ddim_variant(model, y, s, start, clip),
+                                                             args.n, judge, reference)))
 
     gan_time = manifest["mnist-projection"]["wall_time_s"]
     state = checkpoint_near(args.run, gan_time)
-    early = ema_model(state, {k: state["config"][k] for k in ("ch", "timesteps", "schedule")})
-    real2, real2_labels, _, _ = metrics.reference_sets("mnist", 2000)
-    out["equal_time"] = {"gan_wall_time_s": gan_time, "step": state["step"], "wall_time_s": state["wall_time_s"],
-                         **score(lambda y, s: early.generate(y, seed=s), 2000, judge, (real2, real2_labels))}
-    log(f"equal time (step {state['step']})", out["equal_time"])
-    raw = diffusion.ClassConditionalUNet(**{k: state["config"][k] for k in ("ch", "timesteps", "schedule")})
+    kwargs = {k: state["config"][k] for k in ("ch", "timesteps", "schedule")}
+    raw = diffusion.ClassConditionalUNet(**kwargs)
     raw.load_state_dict(state["modules"]["model"])
-    out["equal_time_raw"] = {"step": state["step"], "wall_time_s": state["wall_time_s"],
-                             **score(lambda y, s: raw.eval().generate(y, seed=s), 2000, judge, (real2, real2_labels))}
-    log("  the same, without EMA", out["equal_time_raw"])
-    out["history"] = json.loads((args.run / "history.json").read_text())
-    out["curve"] = []              # every checkpoint's EMA, measured as the training command measures it
-    for path in reversed(engine.checkpoints_in(args.run)):
+    real2, real2_labels, _, _ = metrics.reference_sets("mnist", 2000)
+    for key, network, what in (("equal_time", ema_model(state, kwargs), f"equal time (step {state['step']})"),
+                               ("equal_time_raw", raw.eval(), "  the same, without EMA")):
+        section(key, lambda: {"gan_wall_time_s": gan_time, "step": state["step"],
+                              "wall_time_s": state["wall_time_s"],
+                              **log(what, score(lambda y, s: network.generate(y, seed=s), 2000, judge,
+                                                (real2, real2_labels)))})
+    section("history", lambda: json.loads((args.run / "history.json").read_text()))
+
+    for path in reversed(engine.checkpoints_in(args.run)):   # every checkpoint's EMA, as the training command measures
         state = torch.load(path, map_location="cpu", weights_only=True)
-        ema = ema_model(state, {k: state["config"][k] for k in ("ch", "timesteps", "schedule")})
         cfg = state["config"]
-        accuracy = diffusion.quick_condition_accuracy(ema, judge, cfg["eval_samples"], cfg["eval_steps"])
-        out["curve"].append({"step": state["step"], "wall_time_s": round(state["wall_time_s"], 1),
-                             "condition_accuracy": round(accuracy, 4)})
-        print(f"step {state['step']:6d} {state['wall_time_s']:7.0f} s  condition accuracy {accuracy:.3f}", flush=True)
-    out["model_sha256"] = manifest["mnist-diffusion"]["sha256"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+        def point() -> dict:
+            ema = ema_model(state, {k: cfg[k] for k in ("ch", "timesteps", "schedule")})
+            accuracy = diffusion.quick_condition_accuracy(ema, judge, cfg["eval_samples"], cfg["eval_steps"])
+            print(f"step {state['step']:6d} {state['wall_time_s']:7.0f} s  condition accuracy {accuracy:.3f}",
+                  flush=True)
+            return {"step": state["step"], "wall_time_s": round(state["wall_time_s"], 1),
+                    "condition_accuracy": round(accuracy, 4)}
+        entry("curve", str(state["step"]), point)
+    out["curve"] = list(out["curve"].values())          # in the order of the steps
     args.out.write_text(json.dumps(out, indent=1) + "\n")
+    partial.unlink()
     print(f"wrote {args.out}")
     return 0
 

@@ -233,11 +233,17 @@ def shipped():
     return hub.load_pretrained("mnist-diffusion"), hub.read_manifest()["mnist-diffusion"]
 
 
-def test_the_shipped_model_meets_the_chapters_targets(shipped):
+def test_the_shipped_model_obeys_its_label_as_often_as_the_target_asks(shipped):
     _, entry = shipped
-    m = entry["metrics"]
-    assert m["n"] == 2000 and m["condition_accuracy"] >= 0.99
+    assert entry["metrics"]["n"] == 2000 and entry["metrics"]["condition_accuracy"] >= 0.99
     assert entry["command"].startswith("python -m condgan_lib.train --config mnist-diffusion")
+
+
+@pytest.mark.xfail(strict=True, reason="the target FID <= 35 (1.5 x mnist-projection's) is missed: the shipped model "
+                                       "measures 36.1 on 2,000 samples, as the chapter says")
+def test_the_shipped_model_is_as_close_to_the_data_as_the_target_asks(shipped):
+    _, entry = shipped
+    assert entry["metrics"]["fid"] <= 1.5 * hub.read_manifest()["mnist-projection"]["metrics"]["fid"]
 
 
 def test_the_shipped_model_samples_at_its_defaults_reproducibly(shipped):
