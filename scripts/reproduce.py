@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from condgan_lib import hub  # noqa: E402
 from condgan_lib.fileio import sha256_of  # noqa: E402
 
-DROPPED = {"--resume": 0, "--out": 1, "--ship": 0}        # options of the training command and how many values follow
+DROPPED = {"--resume": 0, "--out": 1}        # options of the training command and how many values follow
 
 
 def canonical_command(command: str) -> str:
@@ -42,7 +42,7 @@ def canonical_command(command: str) -> str:
             continue
         kept.append(words[i])
         i += 1
-    return shlex.join(kept + ["--ship"])
+    return shlex.join(kept if "--ship" in kept else kept + ["--ship"])
 
 
 def compare(shipped: Path, candidate: Path) -> dict:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         clean_commit()
         words = shlex.split(command)
         assert words[:3] == ["python", "-m", "condgan_lib.train"], command
-        train = [sys.executable, *words[1:-1], "--out", str(run)]          # the command without --ship
+        train = [sys.executable, *[w for w in words[1:] if w != "--ship"], "--out", str(run)]
         print("running:", shlex.join(train), flush=True)
         subprocess.run(train, check=True, cwd=ROOT)
     made = json.loads((run / f"{args.name}.manifest_entry.json").read_text())

@@ -1,5 +1,10 @@
 """condgan_lib.hub: shipped checkpoints load through their manifest, and every way a file can be bad is reported."""
 import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,6 +86,46 @@ def test_every_shipped_checkpoint_matches_its_manifest():
         assert entry["command"].startswith("python -m condgan_lib.train --config " + entry["config"]["name"]), name
         model = condgan_lib.load_pretrained(name)
         assert not model.training
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# files trained from a modified tree (or before runs recorded their commit): no commit re-creates them bit for bit.
+# Retraining each from a clean commit on main (python scripts/reproduce.py NAME --record) takes it off this list.
+TRAINED_FROM_A_MODIFIED_TREE = {
+    "fashion-classifier", "fashion-dcgan", "fashion-projection", "mnist-acgan", "mnist-classifier", "mnist-concat",
+    "mnist-dcgan", "mnist-diffusion", "mnist-projection", "mnist-projection-raw", "shapes-clip", "shapes-decoder",
+    "shapes-prior", "shapes-probe", "shapes-text2img", "shapes-text2img-concat"}
+
+
+def test_every_manifest_command_is_one_a_reader_can_run_in_a_fresh_clone():
+    """No private run folder, no --resume from a folder a reader does not have; the segments keep what was run."""
+    for name, entry in hub.read_manifest().items():
+        words = shlex.split(entry["command"])
+        assert words[:5] == ["python", "-m", "condgan_lib.train", "--config", entry["config"]["name"]], name
+        assert "--out" not in words and "--resume" not in words and "--ship" in words, (name, entry["command"])
+        for segment in entry.get("segments", []):
+            assert shlex.split(segment["command"])[:5] == words[:5], name
+
+
+def test_every_shipped_file_names_a_clean_commit_on_main_or_is_listed_for_retraining():
+    manifest = hub.read_manifest()
+    modified = {name for name, e in manifest.items() if not re.fullmatch(r"[0-9a-f]{12}", e.get("commit") or "")}
+    assert modified == TRAINED_FROM_A_MODIFIED_TREE & set(manifest), "update TRAINED_FROM_A_MODIFIED_TREE"
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name, entry in manifest.items():
+        if name not in modified:
+            on_main = subprocess.run(["git", "merge-base", "--is-ancestor", entry["commit"], "HEAD"], cwd=ROOT)
+            assert on_main.returncode == 0, f"{name}: commit {entry['commit']} is not in this branch's history"
+
+
+def test_the_reproduce_script_keeps_the_command_and_drops_the_run_folder():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import reproduce
+    assert reproduce.canonical_command("python -m condgan_lib.train --config a --out /tmp/x --resume --ship "
+                                       "--threads 1") == "python -m condgan_lib.train --config a --ship --threads 1"
+    assert reproduce.canonical_command("python -m condgan_lib.train --config a") == \
+        "python -m condgan_lib.train --config a --ship"
 
 
 def test_train_or_load_loads_a_shipped_model(capsys):
