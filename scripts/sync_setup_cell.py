@@ -13,19 +13,23 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = '''# Colab only: install the book's library, condgan_lib, at the release these pages were made with.
+TEMPLATE = '''# Colab only: install the book's library, condgan_lib, at the release these pages
+# were made with.
 import sys
+
 if "google.colab" in sys.modules:
     import importlib.metadata as meta
     import subprocess
+
     REPO, REF = "{url}", "{ref}"
     KEPT = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets")
     before = {{name: meta.version(name) for name in KEPT}}
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"condgan_lib @ git+{{REPO}}@{{REF}}"],
-                   check=True)
+    url = f"condgan_lib @ git+{{REPO}}@{{REF}}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", url], check=True)
     changed = [name for name in KEPT if meta.version(name) != before[name]]
     if changed:
-        print(f"pip replaced {{changed}}: restart the runtime (Runtime > Restart session), then run all again")'''
+        print(f"pip replaced {{changed}}: restart the runtime")
+        print("(Runtime > Restart session), then run all again")'''
 
 
 def setup_cell_source() -> str:

@@ -89,3 +89,32 @@ def test_run_times_are_kept_in_the_notebook_but_not_shown(path):
     timing = [c for c in cells if c["cell_type"] == "code" and "chapter_start" in "".join(c["source"])
               and "perf_counter() - chapter_start" in "".join(c["source"])]
     assert all("remove-cell" in c["metadata"].get("tags", []) for c in timing), path.name
+
+
+def visible_code_cells(path: Path) -> list[tuple[int, dict]]:
+    cells = json.loads(path.read_text())["cells"]
+    return [(i, c) for i, c in enumerate(cells) if c["cell_type"] == "code"
+            and not {"remove-cell", "remove-input"} & set(c["metadata"].get("tags", []))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_code_a_reader_sees_fits_88_columns(path):
+    """book/ruff.toml formats the cells to 88 columns; strings and comments are wrapped by hand."""
+    long = [(i, len(line)) for i, c in visible_code_cells(path) for line in "".join(c["source"]).splitlines()
+            if len(line) > 88]
+    assert long == [], f"{path.name}: (cell, length) of lines over 88 columns: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_printed_lines_fit_the_text_column(path):
+    """100 characters fit the column at 1280 px; wider results are tables (condgan_lib.viz.Table)."""
+    long = []
+    for i, c in visible_code_cells(path):
+        if "remove-output" in c["metadata"].get("tags", []):
+            continue
+        for out in c.get("outputs", []):
+            data = out.get("data", {})
+            text = "".join(out["text"]) if out["output_type"] == "stream" else \
+                "".join(data["text/plain"]) if set(data) == {"text/plain"} else ""
+            long += [(i, len(line)) for line in text.splitlines() if len(line) > 100]
+    assert long == [], f"{path.name}: (cell, length) of printed lines over 100 characters: {long}"

@@ -8,6 +8,7 @@ _config.yml points here). (The page "Explore the generator in your browser" runs
 
 It also writes ``.nojekyll`` at the top of the site, so that GitHub Pages serves the ``_static`` folder.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -30,15 +31,19 @@ def check_assets(app) -> None:
     """Fail early, with the command to run, when the pinned packages are not installed."""
     missing = [src for src in ASSETS if not (NODE_MODULES / src).exists()]
     if missing:
-        raise ExtensionError(f"site assets missing from {NODE_MODULES}: {', '.join(missing)}. "
-                             "Install the pinned versions with `npm ci --ignore-scripts` in the repository root.")
+        raise ExtensionError(
+            f"site assets missing from {NODE_MODULES}: {', '.join(missing)}. "
+            "Install the pinned versions with `npm ci --ignore-scripts` in the repository root."
+        )
 
 
 def copy_assets(app, exception) -> None:
     """After an HTML build, copy the assets into ``_static/vendor``."""
     if exception is not None or app.builder.format != "html":
         return
-    (Path(app.outdir) / ".nojekyll").touch()   # GitHub Pages would otherwise hide the _static folder
+    (
+        Path(app.outdir) / ".nojekyll"
+    ).touch()  # GitHub Pages would otherwise hide the _static folder
     vendor = Path(app.outdir) / "_static" / "vendor"
     for src, dst in ASSETS.items():
         source, target = NODE_MODULES / src, vendor / dst

@@ -15,6 +15,7 @@
   the author-year citations in the chapters show, and sorts the list by author and year.
 - ``_static/site.css``: the note's look, and print rules for the whole-book PDF (``scripts/build_pdf.py``).
 """
+
 from __future__ import annotations
 
 import html
@@ -29,13 +30,16 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_VIEW_SCRIPT = re.compile(r'^\s*<script type="application/vnd\.jupyter\.widget-view\+json">(.*)</script>\s*$',
-                                re.S)
+WIDGET_VIEW_SCRIPT = re.compile(
+    r'^\s*<script type="application/vnd\.jupyter\.widget-view\+json">(.*)</script>\s*$',
+    re.S,
+)
 PROGRESS_MODELS = {"FloatProgressModel", "IntProgressModel"}
 EXPLORE_DOC = "book/explore"
 
 
 # --- widget outputs -------------------------------------------------------------------------------------------------
+
 
 def _take_widget_state(env, docname: str) -> dict:
     """The notebook's saved widget models (model id -> model), removed from the scripts myst-nb adds to the page."""
@@ -52,7 +56,11 @@ def _take_widget_state(env, docname: str) -> dict:
 
 
 def _children(state: dict, model: dict) -> list[dict]:
-    ids = [c.replace("IPY_MODEL_", "") for c in model.get("state", {}).get("children", []) if isinstance(c, str)]
+    ids = [
+        c.replace("IPY_MODEL_", "")
+        for c in model.get("state", {}).get("children", [])
+        if isinstance(c, str)
+    ]
     return [state[i] for i in ids if i in state]
 
 
@@ -82,13 +90,27 @@ def progress_line(state: dict, model_id: str) -> str | None:
 
 
 def _widget_note(docname: str) -> nodes.container:
-    link = addnodes.pending_xref("", nodes.inline("", "Explore the generator in your browser"), refdomain="std",
-                                 reftype="doc", reftarget="/" + EXPLORE_DOC, refexplicit=True, refwarn=True,
-                                 refdoc=docname)
-    para = nodes.paragraph("", "", nodes.strong("", "Interactive controls."), nodes.Text(
-        " They need a live Python kernel, so this static page leaves them out. Open the chapter in Colab (the rocket "
-        "button at the top of the page) or in Jupyter on your machine to use them; the page "), link,
-        nodes.Text(" runs the book's generators without a kernel."))
+    link = addnodes.pending_xref(
+        "",
+        nodes.inline("", "Explore the generator in your browser"),
+        refdomain="std",
+        reftype="doc",
+        reftarget="/" + EXPLORE_DOC,
+        refexplicit=True,
+        refwarn=True,
+        refdoc=docname,
+    )
+    para = nodes.paragraph(
+        "",
+        "",
+        nodes.strong("", "Interactive controls."),
+        nodes.Text(
+            " They need a live Python kernel, so this static page leaves them out. Open the chapter in Colab (the rocket "
+            "button at the top of the page) or in Jupyter on your machine to use them; the page "
+        ),
+        link,
+        nodes.Text(" runs the book's generators without a kernel."),
+    )
     return nodes.container("", para, classes=["cg-widget-note"])
 
 
@@ -98,20 +120,32 @@ def replace_widget_views(app, doctree) -> None:
     state = _take_widget_state(app.env, docname)
     noted = set()
     for raw in list(doctree.findall(nodes.raw)):
-        match = WIDGET_VIEW_SCRIPT.match(raw.astext()) if "html" in raw.get("format", "").split() else None
+        match = (
+            WIDGET_VIEW_SCRIPT.match(raw.astext())
+            if "html" in raw.get("format", "").split()
+            else None
+        )
         if not match:
             continue
         try:
             model_id = json.loads(match.group(1)).get("model_id", "")
         except ValueError:
             model_id = ""
-        cell = raw.parent               # the cell's output area (each output sits in its own mime bundle inside it)
+        cell = (
+            raw.parent
+        )  # the cell's output area (each output sits in its own mime bundle inside it)
         while cell.parent is not None and "cell_output" not in cell.get("classes", []):
             cell = cell.parent
         line = progress_line(state, model_id)
         if line is not None:
-            raw.replace_self(nodes.literal_block(line, line, language="none", classes=["output", "stream"]))
-        elif id(cell) in noted:         # a cell that shows several controls (a form and its output area) gets one note
+            raw.replace_self(
+                nodes.literal_block(
+                    line, line, language="none", classes=["output", "stream"]
+                )
+            )
+        elif (
+            id(cell) in noted
+        ):  # a cell that shows several controls (a form and its output area) gets one note
             raw.parent.remove(raw)
         else:
             noted.add(id(cell))
@@ -119,6 +153,7 @@ def replace_widget_views(app, doctree) -> None:
 
 
 # --- equation numbers -----------------------------------------------------------------------------------------------
+
 
 def number_equations(app, doctree) -> None:
     """Give every unlabelled ``$$`` formula a label and a number, as Sphinx's ``math`` directive does with
@@ -139,17 +174,21 @@ def number_equations(app, doctree) -> None:
 
 # --- page titles ----------------------------------------------------------------------------------------------------
 
+
 def single_title(app, pagename, templatename, context, doctree) -> None:
     """``<title>`` is "page — book"; on the page whose title is the book's own, say it once."""
     title, book = context.get("title"), context.get("docstitle")
     if title and book and re.sub(r"<[^>]+>", "", title).strip() == book.strip():
         logo = dict(context.get("theme_logo") or {})
-        logo.setdefault("text", book)          # the sidebar's book title reads docstitle otherwise
+        logo.setdefault(
+            "text", book
+        )  # the sidebar's book title reads docstitle otherwise
         context["theme_logo"] = logo
         context["docstitle"] = ""
 
 
 # --- bibliography labels --------------------------------------------------------------------------------------------
+
 
 def register_bibliography_style() -> None:
     import pybtex.plugin
@@ -164,11 +203,14 @@ def register_bibliography_style() -> None:
     context = SimpleNamespace(person=person)
 
     class AuthorYearLabelStyle(BaseLabelStyle):
-        """"Goodfellow et al., 2014": the author-year citation's text; a, b, ... where two entries would share one."""
+        """ "Goodfellow et al., 2014": the author-year citation's text; a, b, ... where two entries would share one."""
 
         def format_labels(self, sorted_entries):
             entries = list(sorted_entries)
-            labels = [template.format_data({"entry": e, "style": context}).render_as("text") for e in entries]
+            labels = [
+                template.format_data({"entry": e, "style": context}).render_as("text")
+                for e in entries
+            ]
             seen: dict[str, int] = {}
             for label in labels:
                 seen[label] = seen.get(label, 0) + 1
@@ -184,7 +226,9 @@ def register_bibliography_style() -> None:
         default_label_style = AuthorYearLabelStyle
         default_sorting_style = "author_year_title"
 
-    pybtex.plugin.register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True)
+    pybtex.plugin.register_plugin(
+        "pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True
+    )
 
 
 def add_css(app) -> None:
