@@ -136,7 +136,8 @@ def animate(frames: Sequence[Callable[[plt.Axes], None]] | Sequence[torch.Tensor
         frames[i](ax)
 
     anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=interval)
-    html = HTML(anim.to_jshtml(default_mode="once"))
+    alt_text = alt.replace('"', "&quot;")
+    html = HTML(anim.to_jshtml(default_mode="once").replace("<img id=", f'<img alt="{alt_text}" id=', 1))
     plt.close(fig)
     return html
 

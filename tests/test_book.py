@@ -118,3 +118,12 @@ def test_printed_lines_fit_the_text_column(path):
                 "".join(data["text/plain"]) if set(data) == {"text/plain"} else ""
             long += [(i, len(line)) for line in text.splitlines() if len(line) > 100]
     assert long == [], f"{path.name}: (cell, length) of printed lines over 100 characters: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_says_what_it_shows(path):
+    """The page's alt text of a figure comes from its cell's metadata (mystnb.image.alt), else it is a file name."""
+    missing = [i for i, c in visible_code_cells(path)
+               if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
+               and len(c["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")) < 20]
+    assert missing == [], f"{path.name}: figures without an alt text in cells {missing}"
