@@ -57,13 +57,18 @@ def png_data_uri(grid: torch.Tensor) -> str:
     """A ``[H, W, C]`` image in [0, 1] as a ``data:`` URI of a PNG at its own pixel size: one grey channel when the
     colour channels agree, else a palette of at most 256 colours."""
     pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    if pixels.shape[-1] == 1 or (pixels == pixels[..., :1]).all():
-        image = Image.fromarray(pixels[..., 0])
-    else:
-        image = Image.fromarray(pixels).quantize(256, dither=Image.Dither.NONE)
+    grey = pixels.shape[-1] == 1 or (pixels == pixels[..., :1]).all()
+    png = small_png(Image.fromarray(pixels[..., 0] if grey else pixels))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def small_png(image: Image.Image) -> bytes:
+    """``image`` as an optimised PNG: grey images as they are, colour ones as a palette of at most 256 colours."""
+    if image.mode != "L":
+        image = image.convert("RGB").quantize(256, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     image.save(buffer, "png", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
 def compact_png(fig: Figure) -> bytes:
@@ -71,10 +76,7 @@ def compact_png(fig: Figure) -> bytes:
     same picture at a fraction of matplotlib's RGBA bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
-    image = Image.open(buffer).convert("RGB").quantize(256, dither=Image.Dither.NONE)
-    out = io.BytesIO()
-    image.save(out, "png", optimize=True)
-    return out.getvalue()
+    return small_png(Image.open(buffer))
 
 
 def use_compact_figures() -> None:

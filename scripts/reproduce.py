@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from condgan_lib import hub  # noqa: E402
-from condgan_lib.fileio import sha256_of  # noqa: E402
+from condgan_lib.fileio import git_commit, sha256_of  # noqa: E402
 
 DROPPED = {"--resume": 0, "--out": 1}        # options of the training command and how many values follow
 
@@ -60,8 +60,7 @@ def compare(shipped: Path, candidate: Path) -> dict:
 
 
 def clean_commit() -> str:
-    commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
+    commit = git_commit()
     if not commit or commit.endswith("-dirty"):
         raise SystemExit(f"reproduce: the checkout is at {commit or 'no commit'}; commit or stash the changes first, "
                          f"so that the commit names the code that ran")
