@@ -82,6 +82,7 @@ class GANConfig(BaseConfig):
     betas: tuple[float, float] = (0.0, 0.9)
     acgan_weight: float = 1.0         # weight of the auxiliary class loss (AC-GAN only)
     sn_embedding: bool = True         # projection D: spectral norm on the class embedding too (as in the paper's code)
+    sn_discriminator: bool = False    # DCGAN D: spectral norm instead of batch norm (Miyato et al., 2018)
     acgan_classify_fakes: bool = False  # AC-GAN: D's class loss also on fakes (the paper) or on real images only
     ema_decay: float = 0.999          # generator EMA; 0 disables it
     diffaugment: bool = False         # DiffAugment (Zhao et al., 2020): translation + cutout on real and fake

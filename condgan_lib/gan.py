@@ -3,6 +3,7 @@
 - ``build_models``: generator and discriminator of a ``GANConfig`` (MLP, DCGAN, concatenation, AC-GAN, projection).
 - ``d_loss_fn``, ``g_loss_fn`` and ``gan_step``: one GAN step in plain PyTorch, a discriminator update on real and
   detached fake images, then a generator update through a fresh discriminator pass.
+- ``broken_game``: the article's game, whose generator is trained on its own pixels (its losses fall to zero).
 - ``diff_augment``: DiffAugment (Zhao et al., 2020), the same random translation and cutout on real and fake images.
 - ``train_gan``: the step handed to the training engine (``engine.fit``) with everything a real run adds: the data on
   the device, autocast, channels_last, optional ``torch.compile``, generator EMA, evaluation of the condition
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 from torchvision.utils import save_image
+from tqdm.auto import tqdm
 
 from . import distributed, hub, losses, metrics, registry
 from .configs import GANConfig
@@ -43,12 +45,12 @@ def build_models(cfg: GANConfig) -> tuple[nn.Module, nn.Module, dict]:
         return MLPGenerator(**g_kwargs), MLPDiscriminator(), g_kwargs
     g_kwargs = {"z_dim": cfg.z_dim, "n_classes": n_classes, "ch": cfg.ch}
     G = Generator(**g_kwargs)
-    D = {"dcgan": lambda: DCGANDiscriminator(ch=cfg.ch),
+    D = {"dcgan": lambda: DCGANDiscriminator(ch=cfg.ch, sn=cfg.sn_discriminator, batch_norm=not cfg.sn_discriminator),
          "concat": lambda: ConcatDiscriminator(ch=cfg.ch),
          "acgan": lambda: ACGANDiscriminator(ch=cfg.ch),
          "projection": lambda: ProjectionDiscriminator(ch=cfg.ch, sn_embedding=cfg.sn_embedding)}[cfg.model]()
     G.apply(dcgan_init)
-    if cfg.model != "projection":  # spectral norm has its own scale; DCGAN init is for the others
+    if cfg.model != "projection" and not cfg.sn_discriminator:  # spectral norm has its own scale
         D.apply(dcgan_init)
     return G, D, g_kwargs
 
@@ -114,6 +116,35 @@ def gan_step(cfg: GANConfig, G, D, opt_g, opt_d, real, labels, z, fake_labels, a
         g_loss = g_loss_fn(cfg, D, aug(fake), fake_labels)
     backward_step(g_loss, opt_g, scaler)
     return d_loss.detach(), g_loss.detach()
+
+
+def broken_game(cfg: GANConfig, steps: int = 300, record_every: int = 10, progress: bool = True):
+    """The article's game, run for ``steps``: everything as in ``gan_step`` (networks, optimiser, batches, the
+    discriminator's loss) but the generator's loss, which is the binary cross-entropy between its own *pixels* and 1
+    and never asks the discriminator. Returns the generator and the two losses every ``record_every`` steps."""
+    torch.manual_seed(cfg.seed)
+    G, D, _ = build_models(cfg)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    data = load_images(cfg.dataset, "train")
+    batches = random_batches(data.images * 2 - 1, data.labels, cfg.batch_size, seed=cfg.seed)
+    noise = torch.Generator().manual_seed(cfg.seed + 1)
+    history = []
+    for step in tqdm(range(steps), desc="broken game", disable=not progress):
+        real, _ = next(batches)
+        fake = G(torch.randn(cfg.batch_size, cfg.z_dim, generator=noise))
+        d_loss = losses.bce_d_loss(D(real), D(fake.detach()))                 # D: as in gan_step
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        pixels = (fake + 1) / 2
+        g_loss = F.binary_cross_entropy(pixels, torch.ones_like(pixels))     # G: the snippet's loss on pixels
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        if (step + 1) % record_every == 0:
+            history.append({"step": step + 1, "d_loss": d_loss.item(), "g_loss": g_loss.item()})
+    return G.eval(), history
 
 
 # ------------------------------------------------------------------------------------------------------ the run

@@ -98,6 +98,19 @@ def condition_accuracy(classifier: DomainClassifier, images: torch.Tensor, label
     return (classifier.predict(images) == labels).float().mean().item()
 
 
+@torch.no_grad()
+def judged_classes(classifier: DomainClassifier, images: torch.Tensor, threshold: float = 0.9) -> dict:
+    """What the judge sees in a batch of unlabelled samples: the share it classifies with probability >= ``threshold``
+    ("looks like some digit"), how many samples fall in each class, and the most over-represented class's count
+    divided by the least represented's (1 for a perfectly balanced generator, None when a class is missing)."""
+    classifier.eval()
+    probs = torch.cat([classifier(images[i:i + 1000]).softmax(1) for i in range(0, len(images), 1000)])
+    counts = torch.bincount(probs.argmax(1), minlength=10).tolist()
+    return {"confident_share": round((probs.max(1).values >= threshold).float().mean().item(), 4),
+            "class_counts": counts,
+            "class_ratio": round(max(counts) / min(counts), 3) if min(counts) else None}
+
+
 def score_images(classifier: DomainClassifier, real: torch.Tensor, real_labels: torch.Tensor,
                  fake: torch.Tensor, fake_labels: torch.Tensor | None, seed: int = 0) -> dict:
     """Every metric of ``fake`` against ``real``: FID, KID, precision, recall, and (conditional) condition accuracy

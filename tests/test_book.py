@@ -1,4 +1,5 @@
 """The book's structure: every notebook starts with the Colab setup cell, and it names the repository of _config.yml."""
+import ast
 import json
 import re
 import sys
@@ -127,3 +128,72 @@ def test_every_figure_says_what_it_shows(path):
                if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
                and len(c["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")) < 20]
     assert missing == [], f"{path.name}: figures without an alt text in cells {missing}"
+
+
+# a visible assert is a numerical check of a formula the text derives (the error of the library against the formula
+# or a hand computation): every other check (a trained model's floor, a regression, a cross-check with the manifest)
+# sits in the next cell, tagged remove-cell, where nbval still runs it and the page does not show it
+FORMULA_CHECK = re.compile(r"\berr|by_hand|closed_form|fid_self|at_equilibrium|math\.log|library|2\*\*-p")
+MAX_VISIBLE_ASSERTS = 8
+
+
+def asserts_in(code: str) -> list[str]:
+    tree = ast.parse("\n".join("pass" if line.lstrip().startswith(("%", "!")) else line
+                               for line in code.splitlines()))
+    return [ast.get_source_segment(code, n) or "" for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_asserts_only_check_formulas(path):
+    visible = [(i, a) for i, c in visible_code_cells(path) for a in asserts_in("".join(c["source"]))]
+    hidden = [a for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+              and "remove-cell" in c["metadata"].get("tags", []) for a in asserts_in("".join(c["source"]))]
+    print(f"{path.name}: {len(visible)} visible asserts, {len(hidden)} in removed cells")
+    assert len(visible) <= MAX_VISIBLE_ASSERTS, f"{path.name}: {len(visible)} visible asserts"
+    others = [(i, a.splitlines()[0]) for i, a in visible if not FORMULA_CHECK.search(a)]
+    assert others == [], f"{path.name}: asserts a reader sees that check no formula (move them to a removed cell)"
+    assert hidden, f"{path.name}: no checks in removed cells: what does nbval assert about this chapter?"
+
+
+# each chapter: at most 3,500 words of prose and 350 lines of code a reader sees without opening anything (cells
+# tagged hide-input are collapsed behind a toggle, remove-cell and remove-input ones are not on the page)
+MAX_WORDS, MAX_VISIBLE_CODE_LINES = 3500, 350
+
+
+def prose_words(markdown: str) -> int:
+    text = re.sub(r"```.*?```", " ", markdown, flags=re.S)       # directives' bodies and code blocks
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
+    text = re.sub(r"\$[^$\n]+\$", " x ", text)                   # an inline formula reads as one word
+    text = re.sub(r"\{cite[^}]*\}`[^`]*`|<[^>]+>|\]\([^)]*\)", " ", text)
+    return len(re.findall(r"[A-Za-z0-9][A-Za-z0-9'\u2019-]*", text))
+
+
+def chapter_length(path: Path) -> tuple[int, int]:
+    cells = json.loads(path.read_text())["cells"]
+    words = sum(prose_words("".join(c["source"])) for c in cells if c["cell_type"] == "markdown")
+    lines = sum(1 for _, c in visible_code_cells(path) if "hide-input" not in c["metadata"].get("tags", [])
+                for line in "".join(c["source"]).splitlines() if line.strip())
+    return words, lines
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_length(path):
+    words, lines = chapter_length(path)
+    print(f"{path.name}: {words} words of prose, {lines} lines of visible code")
+    assert words <= MAX_WORDS, f"{path.name}: {words} words of prose (at most {MAX_WORDS})"
+    assert lines <= MAX_VISIBLE_CODE_LINES, f"{path.name}: {lines} lines of visible code (at most " \
+                                            f"{MAX_VISIBLE_CODE_LINES}; collapse plotting code with hide-input)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_opens_with_a_chinese_guide(path):
+    """Right after the title: an admonition titled 中文导读 of at most 400 characters (what the chapter answers in the
+    article, what the reader will be able to do)."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown"]
+    guide = [c for c in cells[:3] if "```{admonition} 中文导读" in "".join(c["source"])]
+    assert guide, f"{path.name}: no 中文导读 admonition among the first markdown cells"
+    body = re.search(r"```\{admonition\} 中文导读\n(?::[^\n]*\n)*(.*?)```", "".join(guide[0]["source"]), re.S)
+    assert body, f"{path.name}: the 中文导读 admonition is not closed"
+    chars = len(re.sub(r"\s", "", body.group(1)))
+    assert 80 <= chars <= 400, f"{path.name}: 中文导读 has {chars} characters (80 to 400)"
+    assert len(re.findall(r"[\u4e00-\u9fff]", body.group(1))) > chars / 2, f"{path.name}: 中文导读 is not in Chinese"

@@ -50,6 +50,7 @@ from urllib.parse import unquote, urldefrag, urlparse
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 import pytest
 import yaml
 
@@ -293,7 +294,11 @@ PAGE_CHECKS = """() => {
   // citations: the text of each link into the bibliography, and the label of the entry it leads to
   const citations = [...main.querySelectorAll('a[href*="bibliography.html#"]')].map(a => ({text: a.textContent.trim(),
       href: a.getAttribute('href')}));
-  return {broken, mathCount: math.length, rendered: document.querySelectorAll('mjx-container').length,
+  // figures: natural and shown width, and whether each is a link to its own file
+  const figures = [...main.querySelectorAll('.cell_output img, figure img')].filter(i => !i.closest('.cg-player'))
+      .map(i => { const a = i.closest('a'); return {src: i.currentSrc || i.src, natural: i.naturalWidth,
+                  shown: i.getBoundingClientRect().width, linked: !!a && a.href === (i.currentSrc || i.src)}; });
+  return {broken, mathCount: math.length, figures, rendered: document.querySelectorAll('mjx-container').length,
           unrendered, rawTex, links, text, title: document.title, images: images.length, badAlt,
           h1Number: h1 && h1.querySelector('.section-number') ? h1.querySelector('.section-number').textContent : null,
           displayMath: document.querySelectorAll('div.math').length, eqno: document.querySelectorAll('.eqno').length,
@@ -317,6 +322,42 @@ OVERFLOW = """() => {
 }"""
 
 
+MIN_SHOWN_SCALE = 0.8   # no figure shown at less than 80 % of its natural width
+MIN_TEXT_PT = 9         # no text in a figure under 9 pt as shown (1 pt = 4/3 CSS px)
+
+
+def figure_problems(rel: str, figures: list[dict], server: str, site_dir: Path, problems: list[str]) -> list:
+    """Check each figure of a page: shown at >= 80 % of its width, text >= 9 pt as shown (from the ``min_font_px``
+    that ``condgan_lib.viz.compact_png`` records in the PNG), and a link to its full-size file. Returns the page's
+    row of the report: figures, smallest scale, smallest text in pt, figures without a link."""
+    scales, fonts, unlinked = [], [], 0
+    figures = [f for f in figures if not f["src"].startswith("data:")]
+    for fig in figures:
+        name = Path(unquote(urlparse(fig["src"]).path)).name
+        if not fig["natural"] or fig["src"].startswith("data:"):   # animation frames: the player's business
+            continue
+        scale = fig["shown"] / fig["natural"]
+        if name.endswith(".svg"):   # vector drawings scale without loss
+            continue
+        scales.append(scale)
+        if scale < MIN_SHOWN_SCALE:
+            problems.append(f"{rel}: {name} ({fig['natural']} px wide) shown at {scale:.0%} of its width: draw it "
+                            f"narrower or on two rows")
+        if not fig["linked"]:
+            unlinked += 1
+            problems.append(f"{rel}: {name} is not a link to its full-size file")
+        path = site_dir / unquote(urlparse(fig["src"]).path).lstrip("/") if fig["src"].startswith(server) else None
+        if path is not None and path.suffix == ".png" and path.is_file():
+            with Image.open(path) as image:
+                font_px = image.text.get("min_font_px") if hasattr(image, "text") else None
+            if font_px is not None:
+                pt = float(font_px) * min(scale, 1.0) * 0.75
+                fonts.append(pt)
+                if pt < MIN_TEXT_PT - 0.05:
+                    problems.append(f"{rel}: {name} has {pt:.1f} pt text as shown (at least {MIN_TEXT_PT} pt)")
+    return [len(figures), f"{min(scales):.2f}" if scales else "-", f"{min(fonts):.1f}" if fonts else "-", unlinked]
+
+
 def open_page(page, url):
     page.goto(url, wait_until="load")
     if page.evaluate("() => document.querySelectorAll('.math').length") > 0:
@@ -328,7 +369,7 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
     pages = site_pages(site_dir)
     assert {"book/intro.html", "book/conditional.html", "book/explore.html"} <= set(pages), pages
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    problems, links, math_pages, overflow, citations, alt_report = [], {}, [], {}, [], {}
+    problems, links, math_pages, overflow, citations, alt_report, figure_report = [], {}, [], {}, [], {}, {}
     for rel in pages:
         refresh = re.search(r'http-equiv="refresh" content="\d+;\s*url=([^"]+)"', (site_dir / rel).read_text(), re.I)
         if refresh:   # index.html only forwards to the first page, which is checked in its own right
@@ -380,6 +421,7 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
                 problems.append(f"{rel}: {wanted} cells with interactive controls, {found['notes']} notes "
                                 f"({found['notesShown']} shown with a link to the explore page)")
         citations += [(rel, c["text"], c["href"]) for c in found["citations"]]
+        figure_report[rel] = figure_problems(rel, found["figures"], server, site_dir, problems)
         overflow[rel] = page.evaluate(OVERFLOW)
         notebook = Path(rel).with_suffix(".ipynb")
         colab = page.eval_on_selector_all('a[href^="https://colab.research.google.com"]', "els => els.map(e => e.href)")
@@ -428,6 +470,10 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
                        ["page", "display math", "text outputs", "code cells", "page scroll px"], rows))
     print(table("Images whose alt text is a file name (none allowed):",
                 ["page", "images", "alt = file name"], [[k, *v] for k, v in alt_report.items()]))
+    print(table("Figures at 1280x900 (smallest shown width / natural width, smallest text as shown, in pt):",
+                ["page", "figures", "smallest scale", "smallest text pt", "not linked"],
+                [[k, *v] for k, v in figure_report.items() if v[0]]))
+    report("figures_1280", figure_report)
     report("overflow_1280", overflow)
     report("image_alt", alt_report)
     problems += [f"{rel}: the page scrolls sideways by {o['page']} px at 1280 px" for rel, o in overflow.items()

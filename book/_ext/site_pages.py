@@ -13,7 +13,8 @@
   "title — title".
 - **Bibliography labels.** The pybtex style ``authoryear`` labels each entry "Goodfellow et al., 2014", the text that
   the author-year citations in the chapters show, and sorts the list by author and year.
-- ``_static/site.css``: the note's look, and print rules for the whole-book PDF (``scripts/build_pdf.py``).
+- ``_static/site.css``: the note's look, and print rules for the whole-book PDF (``scripts/build_pdf.py``);
+  ``_static/site.js`` makes every figure a link to its full-size file.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def register_bibliography_style() -> None:
 def add_css(app) -> None:
     if app.builder.format == "html":
         app.add_css_file("site.css")
+        app.add_js_file("site.js")
 
 
 def setup(app):

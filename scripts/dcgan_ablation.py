@@ -1,0 +1,89 @@
+"""Which recipe makes the unconditional DCGAN worth showing? Each candidate is trained on MNIST with the training
+command's engine and measured at a few points along the way by the book's MNIST judge.
+
+    python scripts/dcgan_ablation.py [--only NAME ...] [--stages 2000 5000 10000] [--threads 1]
+    python scripts/dcgan_ablation.py --previous     # measure the shipped DCGANs before they are replaced
+
+For every candidate and stage it records: the share of 2,000 samples the judge classifies with probability >= 0.9,
+how the samples spread over the ten classes (most frequent / least frequent), FID in the judge's feature space and
+the training wall time so far. Writes condgan_lib/artifacts/dcgan/ablation.json (one entry per candidate, kept
+when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. ``--previous``
+writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest entries of the shipped mnist-dcgan and
+fashion-dcgan with the same measures of their samples, so that the chapter can show what a new recipe changed.
+"""
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+
+import torch
+
+from condgan_lib import artifacts, hub, metrics
+from condgan_lib.fileio import atomic_write_text, file_lock
+from condgan_lib.runs import run_config
+
+# each candidate changes the shipped DCGAN recipe in the fields it names
+CANDIDATES = {
+    "dcgan-paper": {},  # Radford et al.: Adam(2e-4, 0.5, 0.999) for both networks, EMA 0.999
+    "conditional-recipe": {"lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9), "ema_decay": 0.995},
+    "fast-adam": {"lr_g": 1e-3, "lr_d": 1e-3, "ema_decay": 0.995},
+    # SNGAN's discriminator (spectral norm, no batch norm) and hinge loss, at the conditional recipe's rates
+    "spectral-norm-hinge": {"sn_discriminator": True, "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3,
+                            "betas": (0.0, 0.9), "ema_decay": 0.995},
+    # the same at twice the width
+    "spectral-norm-hinge-ch64": {"sn_discriminator": True, "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3,
+                                 "betas": (0.0, 0.9), "ema_decay": 0.995, "ch": 64},
+}
+
+
+def measure(generator, judge, n: int = 2000, dataset: str = "mnist") -> dict:
+    fake, _ = metrics.sample_generator(generator.eval(), n, seed=0)
+    real, real_labels, _, _ = metrics.reference_sets(dataset, n)
+    scores = metrics.score_images(judge, real, real_labels, fake, None)
+    return {**metrics.judged_classes(judge, fake), "fid": scores["fid"], "precision": scores["precision"],
+            "recall": scores["recall"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), default=sorted(CANDIDATES))
+    parser.add_argument("--stages", nargs="+", type=int, default=[2000, 5000, 10000])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--previous", action="store_true", help="measure the shipped DCGANs (see above)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.previous:
+        manifest, record = hub.read_manifest(), {}
+        for name in ("mnist-dcgan", "fashion-dcgan"):
+            dataset = manifest[name]["config"]["dataset"]
+            judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[dataset])
+            record[name] = {k: manifest[name][k] for k in ("command", "config", "steps", "wall_time_s", "hardware",
+                                                         "metrics", "sha256", "commit") if k in manifest[name]}
+            record[name]["judged"] = measure(hub.load_pretrained(name), judge, dataset=dataset)
+            print(name, json.dumps(record[name]["judged"]))
+        atomic_write_text(json.dumps(record, indent=1), artifacts.ROOT / "dcgan" / "previous.json")
+        return 0
+    judge = hub.load_pretrained("mnist-classifier")
+    path = artifacts.ROOT / "dcgan" / "ablation.json"
+    command = "python scripts/dcgan_ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    for name in args.only:
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, steps in enumerate(sorted(args.stages)):
+                run = run_config("mnist-dcgan", device="cpu", out=tmp, resume=i > 0, progress=False, evaluate=False,
+                                 steps=steps, ckpt_every=min(args.stages), **CANDIDATES[name])
+                rows.append({"steps": steps, "wall_time_s": round(run.entry["wall_time_s"], 1),
+                             **measure(run.model, judge)})
+                print(name, json.dumps(rows[-1]), flush=True)
+        with file_lock(path.parent / ".ablation.lock"):  # candidates may run in parallel processes
+            record = json.loads(path.read_text()) if path.exists() else {}
+            record[name] = {"command": command, "changes": {k: list(v) if isinstance(v, tuple) else v
+                                                            for k, v in CANDIDATES[name].items()},
+                            "config": run.entry["config"], "hardware": run.entry["hardware"], "stages": rows}
+            atomic_write_text(json.dumps(record, indent=1), path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
