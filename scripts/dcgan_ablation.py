@@ -23,7 +23,7 @@ from condgan_lib import artifacts, hub, metrics
 from condgan_lib.fileio import atomic_write_text, file_lock
 from condgan_lib.runs import run_config
 
-# each candidate changes the shipped DCGAN recipe in the fields it names
+# each candidate changes DCGAN's own recipe (the config mnist-dcgan-paper) in the fields it names
 CANDIDATES = {
     "dcgan-paper": {},  # Radford et al.: Adam(2e-4, 0.5, 0.999) for both networks, EMA 0.999
     "conditional-recipe": {"lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9), "ema_decay": 0.995},
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for i, steps in enumerate(sorted(args.stages)):
-                run = run_config("mnist-dcgan", device="cpu", out=tmp, resume=i > 0, progress=False, evaluate=False,
+                run = run_config("mnist-dcgan-paper", device="cpu", out=tmp, resume=i > 0, progress=False, evaluate=False,
                                  steps=steps, ckpt_every=min(args.stages), **CANDIDATES[name])
                 rows.append({"steps": steps, "wall_time_s": round(run.entry["wall_time_s"], 1),
                              **measure(run.model, judge)})
