@@ -59,3 +59,21 @@ def test_a_compact_figure_is_a_smaller_palette_png_of_the_same_size():
     plt.close(fig)
     image = Image.open(io.BytesIO(compact))
     assert image.mode == "P" and image.size == Image.open(plain).size and len(compact) < 0.8 * len(plain.getvalue())
+
+
+def test_a_figure_wider_than_the_column_is_redrawn_to_fit_with_its_fonts_kept():
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    matplotlib.use("agg")
+    fig, axes = plt.subplots(1, 4, figsize=(14, 2.5))
+    for ax in axes:
+        ax.plot([0, 1], [1, 0])
+        ax.set_title("a title", fontsize=viz.MIN_FONT_PT)
+    image = Image.open(io.BytesIO(viz.compact_png(fig)))
+    plt.close(fig)
+    assert image.size[0] <= viz.COLUMN_PX
+    # 9 pt at the figure's 100 dpi: 12.5 px, whatever the figure's width was
+    assert float(image.text["min_font_px"]) == pytest.approx(viz.MIN_FONT_PT * 100 / 72, abs=0.01)
