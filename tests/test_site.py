@@ -298,7 +298,8 @@ PAGE_CHECKS = """() => {
   const figures = [...main.querySelectorAll('.cell_output img, figure img')].filter(i => !i.closest('.cg-player'))
       .map(i => { const a = i.closest('a'); return {src: i.currentSrc || i.src, natural: i.naturalWidth,
                   shown: i.getBoundingClientRect().width, linked: !!a && a.href === (i.currentSrc || i.src)}; });
-  return {broken, mathCount: math.length, figures, rendered: document.querySelectorAll('mjx-container').length,
+  const terms = [...main.querySelectorAll('a.cg-term')].map(a => a.getAttribute('href'));
+  return {broken, mathCount: math.length, figures, terms, rendered: document.querySelectorAll('mjx-container').length,
           unrendered, rawTex, links, text, title: document.title, images: images.length, badAlt,
           h1Number: h1 && h1.querySelector('.section-number') ? h1.querySelector('.section-number').textContent : null,
           displayMath: document.querySelectorAll('div.math').length, eqno: document.querySelectorAll('.eqno').length,
@@ -422,6 +423,12 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
                                 f"({found['notesShown']} shown with a link to the explore page)")
         citations += [(rel, c["text"], c["href"]) for c in found["citations"]]
         figure_report[rel] = figure_problems(rel, found["figures"], server, site_dir, problems)
+        # glossary: the first use of each term in a chapter links to its entry, and only the first
+        if source is not None and source.suffix == ".ipynb":
+            if len(found["terms"]) < 5:
+                problems.append(f"{rel}: {len(found['terms'])} glossary terms linked (expected the first use of each)")
+            if len(set(found["terms"])) != len(found["terms"]):
+                problems.append(f"{rel}: a glossary term linked more than once: {sorted(found['terms'])}")
         overflow[rel] = page.evaluate(OVERFLOW)
         notebook = Path(rel).with_suffix(".ipynb")
         colab = page.eval_on_selector_all('a[href^="https://colab.research.google.com"]', "els => els.map(e => e.href)")

@@ -9,6 +9,7 @@
 - **Equation numbers.** With ``math_number_all`` (Sphinx's option for its ``math`` directive) every display formula
   written as ``$$ ... $$`` gets a number too, as MyST gives one only to formulas with a label; with ``math_numfig``
   the numbers follow the chapters (1.1, 1.2, ...).
+- **Glossary terms.** The first use of each glossary term in a page's prose links to its entry.
 - **Page titles.** A page whose title is the book's title (the introduction) gets ``<title>`` once, not
   "title — title".
 - **Bibliography labels.** The pybtex style ``authoryear`` labels each entry "Goodfellow et al., 2014", the text that
@@ -173,6 +174,63 @@ def number_equations(app, doctree) -> None:
         node["ids"].insert(0, nodes.make_id("equation-%s" % node["label"]))
 
 
+# --- glossary terms -------------------------------------------------------------------------------------------------
+
+GLOSSARY_DOC = "book/glossary"
+NO_TERM_LINKS_IN = (nodes.literal, nodes.literal_block, nodes.reference, nodes.math, nodes.math_block, nodes.title,
+                    nodes.raw, nodes.caption, addnodes.pending_xref, nodes.term, nodes.citation_reference)
+
+
+def _glossary_terms(env) -> list[tuple[re.Pattern, str]]:
+    """(pattern of the English term, anchor) for every glossary entry, longest term first ("spectral normalisation"
+    before "normalisation"). An entry reads "English term · 中文"; a parenthesised acronym is left out of the match."""
+    terms = []
+    for (kind, name), entry in env.get_domain("std").objects.items():
+        if kind != "term" or entry[0] != GLOSSARY_DOC:
+            continue
+        english = re.sub(r"\s*\(.*?\)", "", name.split(" · ")[0]).strip()
+        if len(english) >= 3:
+            terms.append((english, entry[1]))
+    terms.sort(key=lambda t: -len(t[0]))
+    return [(re.compile(rf"(?<![\w-]){re.escape(e)}(?![\w-])", re.I), anchor) for e, anchor in terms]
+
+
+def link_glossary_terms(app, doctree, docname) -> None:
+    """Link the first use of each glossary term in a chapter's prose to its entry (not in code, formulas, titles,
+    captions, links, or the 中文导读 box)."""
+    if app.builder.format != "html" or not docname.startswith("book/") or docname in (GLOSSARY_DOC,
+                                                                                      "book/bibliography"):
+        return
+    pending = _glossary_terms(app.env)
+    target = app.builder.get_relative_uri(docname, GLOSSARY_DOC)
+    texts = list(doctree.findall(nodes.Text))
+    while texts and pending:
+        text = texts.pop(0)
+        parent = text.parent
+        if not isinstance(parent, (nodes.paragraph, nodes.emphasis, nodes.strong, nodes.inline)):
+            continue
+        ancestors, node = [], parent
+        while node is not None:
+            ancestors.append(node)
+            node = node.parent
+        if any(isinstance(a, NO_TERM_LINKS_IN) for a in ancestors) or any(
+                "cell_output" in a.get("classes", []) or "tip" in a.get("classes", []) for a in ancestors
+                if isinstance(a, nodes.Element)):
+            continue
+        value = str(text)
+        found = min(((m.start(), m.end(), i) for i, (pattern, _) in enumerate(pending)
+                     if (m := pattern.search(value))), default=None)
+        if found is None:
+            continue
+        start, end, i = found
+        anchor = pending.pop(i)[1]
+        link = nodes.reference(value[start:end], value[start:end], refuri=f"{target}#{anchor}",
+                               classes=["cg-term"], internal=True)
+        rest = nodes.Text(value[end:])
+        parent.replace(text, [nodes.Text(value[:start]), link, rest])
+        texts.insert(0, rest)   # the rest of the sentence may hold another term's first use
+
+
 # --- page titles ----------------------------------------------------------------------------------------------------
 
 
@@ -244,4 +302,5 @@ def setup(app):
     app.connect("doctree-read", replace_widget_views)
     app.connect("doctree-read", number_equations)
     app.connect("html-page-context", single_title)
+    app.connect("doctree-resolved", link_glossary_terms)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
