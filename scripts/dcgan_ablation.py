@@ -27,13 +27,9 @@ from condgan_lib.runs import run_config
 CANDIDATES = {
     "dcgan-paper": {},  # Radford et al.: Adam(2e-4, 0.5, 0.999) for both networks, EMA 0.999
     "conditional-recipe": {"lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9), "ema_decay": 0.995},
-    "fast-adam": {"lr_g": 1e-3, "lr_d": 1e-3, "ema_decay": 0.995},
     # SNGAN's discriminator (spectral norm, no batch norm) and hinge loss, at the conditional recipe's rates
     "spectral-norm-hinge": {"sn_discriminator": True, "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3,
                             "betas": (0.0, 0.9), "ema_decay": 0.995},
-    # the same at twice the width
-    "spectral-norm-hinge-ch64": {"sn_discriminator": True, "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3,
-                                 "betas": (0.0, 0.9), "ema_decay": 0.995, "ch": 64},
 }
 
 

@@ -23,10 +23,10 @@ def judged():
 
 def test_the_judged_measures_of_real_images_and_of_a_collapsed_generator():
     judge = hub.load_pretrained("mnist-classifier")
-    real, *_ = metrics.reference_sets("mnist", 1000)
+    real, labels, *_ = metrics.reference_sets("mnist", 1000)
     on_real = metrics.judged_classes(judge, real)
     assert on_real["confident_share"] > 0.97 and on_real["class_ratio"] < 1.1
-    ones = real[metrics.reference_sets("mnist", 1000)[1] == 1][:1].expand(100, -1, -1, -1)
+    ones = real[labels == 1][:1].expand(100, -1, -1, -1)
     collapsed = metrics.judged_classes(judge, ones)
     assert collapsed["class_counts"][1] == 100 and collapsed["class_ratio"] is None
 
