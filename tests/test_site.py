@@ -75,6 +75,7 @@ OPTIONAL_HOSTS = {"maxcdn.bootstrapcdn.com"}
 # sphinx-thebe 0.3 writes its inline configuration script twice into every page; the second copy's `const` fails
 # and changes nothing (the first copy already set the same values). Any other script error fails the test.
 KNOWN_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+CHINESE = "zh/"                  # the Chinese edition's folder in the site (scripts/i18n.py)
 PAGE_BUDGET = 1_200_000          # bytes: a page's HTML plus the images it shows
 EXPLORE_FIRST_IMAGE_BUDGET = 3_000_000   # bytes on the wire until the explore page's first image is drawn
 PDF_SECONDS = 60                 # scripts/build_pdf.py: single-page build plus printing
@@ -123,7 +124,12 @@ def site_dir(tmp_path_factory) -> Path:
     result = subprocess.run([str(jb), "build", "-n", "--keep-going", "--path-output", str(out), str(ROOT)],
                             capture_output=True, text=True)
     assert result.returncode == 0, f"the book did not build:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return out / "_build" / "html"
+    site = out / "_build" / "html"
+    # the Chinese edition beside it, as the README's build command places it (scripts/i18n.py)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "i18n.py"), "build", "--html", str(site / "zh"),
+                             "--sources", str(out / "zh_src")], capture_output=True, text=True)
+    assert result.returncode == 0, f"the Chinese book did not build:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return site
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +240,15 @@ def site_pages(site_dir: Path) -> list[str]:
                   if not {"_static", "_sources", "_images"} & set(p.relative_to(site_dir).parts))
 
 
+def english(rel: str) -> str:
+    """A page of the Chinese edition (zh/...) is built from the same source as the English page."""
+    return rel.removeprefix(CHINESE)
+
+
 def source_of(rel: str) -> Path | None:
     """The book's source file of a built page, or None (search, genindex, index)."""
     for suffix in (".ipynb", ".md"):
-        path = ROOT / Path(rel).with_suffix(suffix)
+        path = ROOT / Path(english(rel)).with_suffix(suffix)
         if path.exists():
             return path
     return None
@@ -423,23 +434,24 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
                                 f"({found['notesShown']} shown with a link to the explore page)")
         citations += [(rel, c["text"], c["href"]) for c in found["citations"]]
         figure_report[rel] = figure_problems(rel, found["figures"], server, site_dir, problems)
-        # glossary: the first use of each term in a chapter links to its entry, and only the first
-        if source is not None and source.suffix == ".ipynb":
+        # glossary: the first use of each term in a chapter links to its entry, and only the first (the Chinese
+        # pages link the English terms they keep in parentheses, so not necessarily five)
+        if source is not None and source.suffix == ".ipynb" and not rel.startswith(CHINESE):
             if len(found["terms"]) < 5:
                 problems.append(f"{rel}: {len(found['terms'])} glossary terms linked (expected the first use of each)")
             if len(set(found["terms"])) != len(found["terms"]):
                 problems.append(f"{rel}: a glossary term linked more than once: {sorted(found['terms'])}")
         overflow[rel] = page.evaluate(OVERFLOW)
-        notebook = Path(rel).with_suffix(".ipynb")
+        notebook = Path(english(rel)).with_suffix(".ipynb")
         colab = page.eval_on_selector_all('a[href^="https://colab.research.google.com"]', "els => els.map(e => e.href)")
         if (ROOT / notebook).exists():
             if expected_colab_url(str(notebook)) not in colab:
                 problems.append(f"{rel}: no Colab button for {expected_colab_url(str(notebook))} (found {colab})")
         elif colab:
             problems.append(f"{rel}: a Colab button on a page that is not a notebook: {colab}")
-        if rel == "book/article_errors.html" and re.search(r":\s*Correction\.", found["text"]):
+        if english(rel) == "book/article_errors.html" and re.search(r":\s*Correction\.", found["text"]):
             problems.append(f"{rel}: a literal ': Correction.' (a definition-list term that spans two source lines)")
-        if rel == "book/intro.html" and not any(n.startswith("Fig. 1") for n in found["figNumbers"]):
+        if english(rel) == "book/intro.html" and not any(re.match(r"(Fig\.|图) ?1", n) for n in found["figNumbers"]):
             problems.append(f"{rel}: the unCLIP figure has no number ({found['figNumbers']})")
         if rel in SCREENSHOT_PAGES:
             page.screenshot(path=str(SCREENSHOTS / SCREENSHOT_PAGES[rel]))
@@ -496,6 +508,36 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
     assert citations, "no citation found"
     print(f"checked {len(pages)} pages: {', '.join(pages)}; formulas rendered on {len(math_pages)}; "
           f"{sum(h.startswith(server) for h in links)} internal links; {len(citations)} citations")
+
+
+def test_language_switch_both_ways(browser, server, site_dir):
+    """Every page of the book has its twin in the other edition, and the button in the header leads there, at the
+    same section, on a desktop and on a phone; the Chinese page says it is Chinese, and its headings are."""
+    english_pages = [p for p in site_pages(site_dir) if not p.startswith(CHINESE) and source_of(p)]
+    assert english_pages and not [p for p in english_pages if not (site_dir / CHINESE / p).exists()]
+    section = "book/dcgan.html#bug-8-a-log-that-no-gan-can-print"
+    for name, device in (("desktop", DESKTOP), ("phone", PHONE)):
+        context, page = new_page(browser, server, device)
+        try:
+            page.goto(server + section, wait_until="load")
+            button = page.locator("a.cg-language")
+            assert button.count() == 1 and button.is_visible(), f"{name}: no language button on the English page"
+            assert button.inner_text().strip() == "中文版"
+            button.click()
+            page.wait_for_url(server + CHINESE + section)
+            assert page.evaluate("document.documentElement.lang").startswith("zh")
+            heading = page.evaluate("document.getElementById(location.hash.slice(1)).querySelector('h2, h3').textContent")
+            assert re.search(r"[\u4e00-\u9fff]", heading), f"{name}: the Chinese page's heading reads {heading!r}"
+            if name == "phone":
+                page.screenshot(path=str(SCREENSHOTS / "zh_phone.png"))
+            else:
+                page.screenshot(path=str(SCREENSHOTS / "zh_dcgan.png"))
+            page.locator("a.cg-language").click()
+            page.wait_for_url(server + section)
+            assert page.evaluate("document.documentElement.lang").startswith("en")
+            assert not page.errors and not page.missing, (page.errors, page.missing)
+        finally:
+            context.close()
 
 
 def test_navigation_on_a_phone_and_the_desktop_header(browser, server, site_dir):

@@ -91,10 +91,10 @@ def progress_line(state: dict, model_id: str) -> str | None:
     return "".join(parts).strip() if is_bar else None
 
 
-def _widget_note(docname: str) -> nodes.container:
+def _widget_note(docname: str, ui: dict) -> nodes.container:
     link = addnodes.pending_xref(
         "",
-        nodes.inline("", "Explore the generator in your browser"),
+        nodes.inline("", ui["widget_note_link"]),
         refdomain="std",
         reftype="doc",
         reftarget="/" + EXPLORE_DOC,
@@ -105,13 +105,10 @@ def _widget_note(docname: str) -> nodes.container:
     para = nodes.paragraph(
         "",
         "",
-        nodes.strong("", "Interactive controls."),
-        nodes.Text(
-            " They need a live Python kernel, so this static page leaves them out. Open the chapter in Colab (the rocket "
-            "button at the top of the page) or in Jupyter on your machine to use them; the page "
-        ),
+        nodes.strong("", ui["widget_note_title"]),
+        nodes.Text(ui["widget_note_before"]),
         link,
-        nodes.Text(" runs the book's generators without a kernel."),
+        nodes.Text(ui["widget_note_after"]),
     )
     return nodes.container("", para, classes=["cg-widget-note"])
 
@@ -151,7 +148,7 @@ def replace_widget_views(app, doctree) -> None:
             raw.parent.remove(raw)
         else:
             noted.add(id(cell))
-            raw.replace_self(_widget_note(docname))
+            raw.replace_self(_widget_note(docname, ui_text(app)))
 
 
 # --- equation numbers -----------------------------------------------------------------------------------------------
@@ -290,6 +287,37 @@ def register_bibliography_style() -> None:
     )
 
 
+# --- the other edition ------------------------------------------------------------------------------------------------
+
+# The site's own interface text. The Chinese edition (scripts/i18n.py) sets ``cg_ui_text`` from its catalogue _book.po
+# and ``cg_other_language`` to point back at the English pages.
+UI_TEXT = {
+    "widget_note_title": "Interactive controls.",
+    "widget_note_before": " They need a live Python kernel, so this static page leaves them out. Open the chapter in "
+                          "Colab (the rocket button at the top of the page) or in Jupyter on your machine to use them; "
+                          "the page ",
+    "widget_note_link": "Explore the generator in your browser",
+    "widget_note_after": " runs the book's generators without a kernel.",
+    "full_size_image": "Open the full-size image",
+}
+OTHER_LANGUAGE = {"label": "中文版", "title": "Read this page in Chinese", "prefix": "zh/", "hreflang": "zh-CN"}
+
+
+def ui_text(app) -> dict:
+    return {**UI_TEXT, **app.config.cg_ui_text}
+
+
+def other_language(app, pagename, templatename, context, doctree) -> None:
+    """A ``<link rel="alternate">`` to the same page in the other edition, which site.js shows as a button; and the
+    interface text site.js needs."""
+    other = {**OTHER_LANGUAGE, **app.config.cg_other_language}
+    href = "../" * pagename.count("/") + other["prefix"] + pagename + ".html"
+    tags = (f'<link rel="alternate" hreflang="{other["hreflang"]}" href="{html.escape(href)}" '
+            f'title="{html.escape(other["title"])}" data-label="{html.escape(other["label"])}">\n'
+            f'<meta name="cg-full-size-title" content="{html.escape(ui_text(app)["full_size_image"])}">\n')
+    context["metatags"] = context.get("metatags", "") + tags
+
+
 def add_css(app) -> None:
     if app.builder.format == "html":
         app.add_css_file("site.css")
@@ -302,5 +330,8 @@ def setup(app):
     app.connect("doctree-read", replace_widget_views)
     app.connect("doctree-read", number_equations)
     app.connect("html-page-context", single_title)
+    app.connect("html-page-context", other_language)
+    app.add_config_value("cg_ui_text", {}, "html")
+    app.add_config_value("cg_other_language", {}, "html")
     app.connect("doctree-resolved", link_glossary_terms)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
