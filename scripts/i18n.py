@@ -47,7 +47,7 @@ BOOK_CATALOGUE = "_book"  # the book's title, the table of contents' part captio
 
 # the site's interface text (book/_ext/site_pages.py), translated in _book.po
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
-from site_pages import UI_TEXT  # noqa: E402
+from site_pages import UI_TEXT
 
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 LETTERS = re.compile(r"[A-Za-z]{2,}")
@@ -95,9 +95,12 @@ BLOCK_HTML = re.compile(r"^\s*<(div|figure|link|script|style|details|table|canva
 
 
 def _translatable(text: str) -> bool:
-    """Prose worth translating: English words outside code and formulas, and not already Chinese."""
+    """Prose worth translating: English words outside code and formulas, and not already Chinese (English prose
+    that gives a Chinese term in parentheses is still English: more Latin letters than Chinese characters)."""
     bare = re.sub(r"`[^`]*`|\$[^$]*\$|\]\([^)]*\)|\{\w+\}|<[^>]*>", " ", text)
-    return bool(LETTERS.search(bare)) and not CJK.search(text)
+    if re.search(r" · .*[\u4e00-\u9fff]", text):  # a glossary term, "English · 中文", stays as it is in both editions
+        return False
+    return bool(LETTERS.search(bare)) and len(re.findall(r"[A-Za-z]", bare)) > len(CJK.findall(bare))
 
 
 def _starts_block(line: str) -> bool:
@@ -154,7 +157,7 @@ def split(source: str) -> list[Piece]:
             else:
                 pieces.append(Piece(block))
             i = end + 1
-        elif stripped.startswith("$$") or stripped.startswith("\\begin{"):
+        elif stripped.startswith(("$$", "\\begin{")):
             end = i
             closer = "$$" if stripped.startswith("$$") else "\\end{"
             if not (stripped.startswith("$$") and len(stripped) > 2 and stripped.endswith("$$")):
@@ -268,12 +271,14 @@ def all_messages() -> dict[str, dict[str, list[str]]]:
     return {BOOK_CATALOGUE: book_messages(), **{p.stem: page_messages(p) for p in pages()}}
 
 
-def update() -> dict[str, dict[str, int]]:
-    """Bring the catalogues in line with the sources; returns, per catalogue, how many messages were added, kept,
-    carried over as fuzzy and dropped."""
+def update(names: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """Bring the catalogues (all, or the named ones) in line with the sources; returns, per catalogue, how many
+    messages were added, kept, carried over as fuzzy and dropped."""
     CATALOGUES.mkdir(parents=True, exist_ok=True)
     report = {}
     for name, messages in all_messages().items():
+        if names and name not in names:
+            continue
         path = catalogue_path(name)
         old = polib.pofile(str(path)) if path.exists() else polib.POFile()
         known = {e.msgid: e for e in old if not e.obsolete}
@@ -354,11 +359,33 @@ def problems(msgid: str, msgstr: str) -> list[str]:
     return found
 
 
+PAGE_LINK = re.compile(r"\[([^\]]+)\]\(([\w.]+\.(?:ipynb|md))\)")
+
+
+def page_titles() -> dict[str, tuple[str, str | None]]:
+    """File name -> (English title, Chinese title or None) of every page."""
+    titles = {}
+    for path in pages():
+        translations = load_translations(path.stem)
+        for piece in split(markdown_blocks(path)[0][1]):
+            if piece.message and piece.prefix == "# ":
+                titles[path.name] = (piece.message, translations.get(piece.message))
+                break
+    return titles
+
+
 def check() -> list[str]:
-    errors = []
+    """Each translation keeps what it must (``problems``), and a link that names a page by its English title names
+    it by its Chinese title, so that the same chapter is called the same everywhere."""
+    errors, titles = [], page_titles()
     for name in all_messages():
         for msgid, msgstr in load_translations(name).items():
             errors += [f"{name}.po: {p}: {msgid[:70]!r}" for p in problems(msgid, msgstr)]
+            named = {target for text, target in PAGE_LINK.findall(msgid)
+                     if target in titles and text.strip() == titles[target][0]}
+            for text, target in PAGE_LINK.findall(msgstr):
+                if target in named and titles[target][1] and text != titles[target][1]:
+                    errors.append(f"{name}.po: the link to {target} reads [{text}], its title is [{titles[target][1]}]")
     return errors
 
 
@@ -427,6 +454,8 @@ def write_sources(out: Path = ZH_SRC) -> Path:
         "language": LOCALE,
         "myst_heading_slug_func": "zh_headings.english_slug",
         "cg_ui_text": {k: frame.get(v, v) for k, v in UI_TEXT.items()},
+        "nb_code_prompt_show": frame.get(UI_TEXT["code_prompt_show"], UI_TEXT["code_prompt_show"]),
+        "nb_code_prompt_hide": frame.get(UI_TEXT["code_prompt_hide"], UI_TEXT["code_prompt_hide"]),
         "cg_other_language": {"label": "English", "title": "Read this page in English", "prefix": "../",
                               "hreflang": "en"},
     })
@@ -469,7 +498,7 @@ def import_translations(name: str, text: str) -> int:
     path = catalogue_path(name)
     po = polib.pofile(str(path), wrapwidth=0)
     entries = [e for e in po if not e.obsolete]
-    blocks = re.split(r"^### (\d+)[^\n]*\n", text, flags=re.M)
+    blocks = re.split(r"^### (\d+)[^\n]*\n", text, flags=re.MULTILINE)
     written = 0
     for number, body in zip(blocks[1::2], blocks[2::2]):
         translation = " ".join(line.strip() for line in body.strip().splitlines() if line.strip())
@@ -488,7 +517,7 @@ def import_translations(name: str, text: str) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["update", "status", "check", "build", "sources", "export", "import"])
-    parser.add_argument("catalogue", nargs="?", help="export/import: a catalogue's name, e.g. dcgan")
+    parser.add_argument("catalogue", nargs="?", help="export/import: a catalogue's name, e.g. dcgan (update: only it)")
     parser.add_argument("file", nargs="?", help="import: the file of translations")
     parser.add_argument("--html", type=Path, default=ZH_HTML, help="build: where the Chinese site goes")
     parser.add_argument("--sources", type=Path, default=ZH_SRC, help="build: where its sources are written")
@@ -500,7 +529,7 @@ def main(argv=None) -> int:
         print(f"{import_translations(args.catalogue, Path(args.file).read_text())} translations written")
         return 0
     if args.command == "update":
-        for name, counts in update().items():
+        for name, counts in update([args.catalogue] if args.catalogue else None).items():
             print(f"{name:16s} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     elif args.command == "status":
         rows = status()

@@ -21,6 +21,10 @@ equals onnxruntime's for the same latent; the first images appear after at most 
 static hosts do), before any other model is fetched; the walk's model loads when the reader scrolls to it, the
 Fashion-MNIST ones when chosen.
 
+The Chinese edition (scripts/i18n.py, built into zh/ of the same site) gets the same checks on every page, except
+the count of glossary links; every English page has its Chinese twin, and the language button in the header leads
+from one to the other and back, at the same section, on a desktop and on a phone.
+
 The whole-book PDF: scripts/build_pdf.py prints the single-page build; it has more than 50 pages, each chapter as a
 bookmark, and it is copied into the site, where the intro links it.
 

@@ -299,6 +299,9 @@ UI_TEXT = {
     "widget_note_link": "Explore the generator in your browser",
     "widget_note_after": " runs the book's generators without a kernel.",
     "full_size_image": "Open the full-size image",
+    # the label of a collapsed code cell (myst-nb's nb_code_prompt_show / _hide; the English pages keep its default)
+    "code_prompt_show": "Show code",
+    "code_prompt_hide": "Hide code",
 }
 OTHER_LANGUAGE = {"label": "中文版", "title": "Read this page in Chinese", "prefix": "zh/", "hreflang": "zh-CN"}
 
