@@ -472,14 +472,17 @@ def test_every_page_in_a_real_browser(page, server, site_dir, book_pdf):
         elif fragment and target.suffix == ".html" and not has_id(target, unquote(fragment)):
             problems.append(f"{rel}: link to a missing anchor {href}")
     # each author-year citation leads to the bibliography entry whose label reads the same
-    bibliography = (site_dir / "book" / "bibliography.html").read_text()
-    labels = {m.group(1): re.sub(r"<[^>]+>", "", m.group(2)) for m in re.finditer(
-        r'<div class="citation" id="([^"]+)"[^>]*>\s*<span class="label"><span class="fn-bracket">\[</span>(.*?)'
-        r'<span class="fn-bracket">\]</span>', bibliography, re.S)}
-    assert labels, "no labelled entry in the bibliography"
+    labels = {}   # per edition: the English pages cite book/bibliography.html, the Chinese ones zh/book/...
+    for edition in ("", CHINESE):
+        bibliography = (site_dir / edition / "book" / "bibliography.html").read_text()
+        labels[edition] = {m.group(1): re.sub(r"<[^>]+>", "", m.group(2)) for m in re.finditer(
+            r'<div class="citation" id="([^"]+)"[^>]*>\s*<span class="label"><span class="fn-bracket">\[</span>(.*?)'
+            r'<span class="fn-bracket">\]</span>', bibliography, re.S)}
+        assert labels[edition], f"no labelled entry in the {edition or 'English '}bibliography"
     for rel, text, href in citations:
         text = re.sub(r"\s+", " ", text)                  # "de\xa0Vries" in the text, "de Vries" in the label
-        label = re.sub(r"\s+", " ", html.unescape(labels.get(urldefrag(href)[1], "")))
+        edition = CHINESE if rel.startswith(CHINESE) else ""
+        label = re.sub(r"\s+", " ", html.unescape(labels[edition].get(urldefrag(href)[1], "")))
         if not re.fullmatch(re.escape(text) + "[a-z]?", label):
             problems.append(f"{rel}: the citation [{text}] leads to the bibliography entry [{label}]")
     problems += [f"missing file: {m}" for m in page.missing]
@@ -845,7 +848,7 @@ def test_whole_book_pdf(book_pdf, site_dir):
     pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
     titles = pdf_outline_titles(data)
     chapters = []
-    for rel in site_pages(site_dir):
+    for rel in (p for p in site_pages(site_dir) if not p.startswith(CHINESE)):  # the PDF is the English book
         source = source_of(rel)
         if source is not None and source.suffix == ".ipynb":
             title = re.search(r"<title>(.*?)</title>", (site_dir / rel).read_text(), re.S).group(1)
