@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torchvision.datasets import MNIST, FashionMNIST
-from torchvision.datasets.utils import download_url
 
 from .fileio import atomic_write, atomic_write_text, file_lock, sha256_of
 
@@ -62,7 +60,18 @@ CLASS_NAMES = {
 
 # The cache folder of each dataset (torchvision's names) and the base URLs torchvision downloads from.
 _FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-_DOWNLOAD_URLS = {"mnist": tuple(MNIST.mirrors), "fashion-mnist": tuple(FashionMNIST.mirrors)}
+def _download_urls(name: str) -> tuple[str, ...]:
+    """torchvision's mirrors of a dataset (torchvision is imported only when a download is needed)."""
+    from torchvision.datasets import MNIST, FashionMNIST
+
+    return tuple({"mnist": MNIST, "fashion-mnist": FashionMNIST}[name].mirrors)
+
+
+def download_url(url: str, root: str, filename: str) -> None:
+    """torchvision's download, imported when first used."""
+    from torchvision.datasets.utils import download_url as fetch
+
+    fetch(url, root, filename=filename)
 _RECORD = "unpacked.json"          # size and SHA-256 of every unpacked file, written when it was unpacked
 _IDX_MAGIC = {"images": 2051, "labels": 2049}
 
@@ -134,7 +143,7 @@ def _download(name: str, raw: Path, filenames: list[str]) -> None:
     try:
         for filename in filenames:
             error: Exception | None = None
-            for base in _DOWNLOAD_URLS[name]:
+            for base in _download_urls(name):
                 try:
                     download_url(base + filename, str(staging), filename=filename)
                     actual = sha256_of(staging / filename)

@@ -16,7 +16,6 @@ from IPython.display import HTML, Markdown, display
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib import animation
-from torchvision.utils import make_grid
 
 # the text column of a chapter page at 1280 px is 790 px wide: a figure wider than this is shrunk by the browser,
 # and its text with it; at 100 dpi a 9 pt font is 12.5 px, the smallest text a figure shows (9 pt on the page)
@@ -28,6 +27,8 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
     """Tile ``[N, C, H, W]`` images in [0, 1] into one ``[H', W', C]`` array ready for ``imshow``."""
     if images.dim() != 4:
         raise ValueError(f"expected images of shape [N, C, H, W], got {tuple(images.shape)}")
+    from torchvision.utils import make_grid  # torchvision loads in 1.5 s; the commands rarely need it
+
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)
     return grid.permute(1, 2, 0)
 

@@ -87,7 +87,7 @@ def test_no_mirror_and_no_network_gives_one_clear_error(fresh, monkeypatch):
         data.load_mnist("train")
     message = str(info.value)
     assert data.MIRROR_ENV in message and "internet" in message
-    assert len(urls) == len(data._DOWNLOAD_URLS["mnist"]), "every known mirror of the first file was tried"
+    assert len(urls) == len(data._download_urls("mnist")), "every known mirror of the first file was tried"
     assert not list((fresh / "root" / "MNIST" / "raw").glob("*ubyte")), "nothing was unpacked"
 
 
