@@ -58,20 +58,8 @@ CLASS_NAMES = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 
-# The cache folder of each dataset (torchvision's names) and the base URLs torchvision downloads from.
+# The cache folder of each dataset (torchvision's names).
 _FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-def _download_urls(name: str) -> tuple[str, ...]:
-    """torchvision's mirrors of a dataset (torchvision is imported only when a download is needed)."""
-    from torchvision.datasets import MNIST, FashionMNIST
-
-    return tuple({"mnist": MNIST, "fashion-mnist": FashionMNIST}[name].mirrors)
-
-
-def download_url(url: str, root: str, filename: str) -> None:
-    """torchvision's download, imported when first used."""
-    from torchvision.datasets.utils import download_url as fetch
-
-    fetch(url, root, filename=filename)
 _RECORD = "unpacked.json"          # size and SHA-256 of every unpacked file, written when it was unpacked
 _IDX_MAGIC = {"images": 2051, "labels": 2049}
 
@@ -133,6 +121,20 @@ def _copy_from_mirror(name: str, mirror: Path, raw: Path, filenames: list[str]) 
 def _copy_atomically(source: Path, target: Path) -> None:
     with open(source, "rb") as src:
         atomic_write(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 20))
+
+
+def _download_urls(name: str) -> tuple[str, ...]:
+    """The base URLs torchvision downloads a dataset from (torchvision is imported only when a download is needed)."""
+    from torchvision.datasets import MNIST, FashionMNIST
+
+    return tuple({"mnist": MNIST, "fashion-mnist": FashionMNIST}[name].mirrors)
+
+
+def download_url(url: str, root: str, filename: str) -> None:
+    """torchvision's download, imported when first used."""
+    from torchvision.datasets.utils import download_url as fetch
+
+    fetch(url, root, filename=filename)
 
 
 def _download(name: str, raw: Path, filenames: list[str]) -> None:

@@ -91,7 +91,7 @@ PROSE_DIRECTIVES = {"admonition", "note", "tip", "hint", "important", "warning",
                     "error", "seealso", "dropdown", "figure", "glossary", "margin", "sidebar", "topic", "epigraph"}
 TITLED_DIRECTIVES = {"admonition", "dropdown", "sidebar", "topic"}
 BLOCK_HTML = re.compile(r"^\s*<(div|figure|link|script|style|details|table|canvas|iframe|noscript|section|svg|p|!--)\b",
-                        re.I)
+                        re.IGNORECASE)
 
 
 def _translatable(text: str) -> bool:
@@ -473,8 +473,7 @@ def build(out_html: Path = ZH_HTML, sources: Path = ZH_SRC) -> float:
     start = time.perf_counter()
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", "-W", "-n",
                "--keep-going", str(sources)]
-    env = {**os.environ, "CONDGAN_ZH_SLUGS": str(sources / "zh_slugs.json")}
-    subprocess.run(command, check=True, env=env)
+    subprocess.run(command, check=True)
     if out_html.exists():
         shutil.rmtree(out_html)
     shutil.copytree(sources / "_build" / "html", out_html)

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "condgan_lib"
 MODULES = {p.stem: p for p in sorted(PACKAGE.glob("*.py")) if p.stem != "__init__"}
 
-# import statements allowed inside a function body, each with its reason. Keep it empty.
+# import statements allowed inside a function body, each with its reason; package modules never qualify.
 # torchvision takes 1.5 s to import (it brings in torch._dynamo) and only these functions use it: imported at module
 # level it would slow every command and every process the tests start, which never call them
 _TORCHVISION = "torchvision, imported where it is used (1.5 s at start-up otherwise)"
