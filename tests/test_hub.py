@@ -92,9 +92,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # files trained from a modified tree (or before runs recorded their commit): no commit re-creates them bit for bit.
 # Retraining each from a clean commit on main (python scripts/reproduce.py NAME --record) takes it off this list.
 TRAINED_FROM_A_MODIFIED_TREE = {
-    "fashion-classifier", "fashion-projection", "mnist-acgan", "mnist-classifier", "mnist-concat", "mnist-diffusion",
-    "mnist-projection", "mnist-projection-raw", "shapes-clip", "shapes-decoder", "shapes-prior", "shapes-probe",
-    "shapes-text2img", "shapes-text2img-concat"}
+    "fashion-classifier", "fashion-projection", "mnist-classifier", "mnist-diffusion",
+    "mnist-projection", "mnist-projection-raw", "shapes-clip", "shapes-decoder", "shapes-probe",
+    "shapes-text2img"}
 
 
 def test_every_manifest_command_is_one_a_reader_can_run_in_a_fresh_clone():
