@@ -90,7 +90,7 @@ def test_every_shipped_checkpoint_matches_its_manifest():
 
 ROOT = Path(__file__).resolve().parents[1]
 # files trained from a modified tree (or before runs recorded their commit): no commit re-creates them bit for bit.
-# Retraining each from a clean commit on main (python scripts/reproduce.py NAME --record) takes it off this list.
+# Retraining each by its manifest command from a clean commit on main, and shipping the result, takes it off this list.
 TRAINED_FROM_A_MODIFIED_TREE = {
     "fashion-classifier", "fashion-projection", "mnist-classifier", "mnist-diffusion",
     "mnist-projection", "mnist-projection-raw", "shapes-clip", "shapes-decoder", "shapes-probe",
