@@ -156,7 +156,7 @@ class DiffusionConfig(BaseConfig):
     schedule: str = "cosine"          # "cosine" (Nichol & Dhariwal) or "linear" (Ho et al.)
     label_drop: float = 0.1           # share of labels replaced by "no label" (for classifier-free guidance)
     batch_size: int = 128
-    steps: int = 10000
+    steps: int = 16000
     lr: float = 2e-3
     warmup: int = 200                 # steps of linear warm-up of the rate
     ema_decay: float = 0.999

@@ -12,26 +12,31 @@ On one CPU thread, for the shipped model and with the book's metrics (``metrics.
 3. the ancestral DDPM sampler at the same numbers of steps, and at the defaults two choices of ``generate``'s DDIM
    undone: starting from the last step (999) instead of ``diffusion.first_sampling_step``, and clipping the guess of
    ``x_0`` to [-1, 1] (as the unCLIP chapter's decoder does);
-4. the model as it was at the GAN's training time: the EMA (and the raw network) of the run's checkpoint whose wall
-   time is closest to ``mnist-projection``'s (from the manifest), at the defaults, on 2,000 samples like the
+4. the seconds per training step of both recipes, ``mnist-projection`` and ``mnist-diffusion``, in this process on
+   one thread (each the difference of a short and a longer fresh run, so that set-up cancels; the faster of two
+   rounds). The two shipped runs were made at different times, on different thread counts and under different
+   loads, so their recorded wall times are not compared; these are;
+5. the model as it was after the GAN's training time: the EMA (and the raw network) of the run's checkpoint nearest
+   to the step that costs as much as the GAN's whole run by 4., at the defaults, on 2,000 samples like the
    manifest's numbers;
-5. the same metrics and milliseconds per image for ``mnist-projection`` itself.
+6. the same metrics and milliseconds per image for ``mnist-projection`` itself.
 
 It writes one JSON file (default ``condgan_lib/artifacts/diffusion/sweeps.json``) that the chapter reads, with the
-run's ``history.json``, the condition accuracy of every checkpoint's EMA against its training wall time (measured
-as the training command measures it: 200 samples, 10 DDIM steps), and the SHA-256 of the measured model.
+run's ``history.json``, the condition accuracy of every checkpoint's EMA by step (measured as the training command
+measures it: 200 samples, 10 DDIM steps), and the SHA-256 of the measured model.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from condgan_lib import diffusion, engine, fileio, hub, metrics
+from condgan_lib import diffusion, engine, fileio, hub, metrics, runs
 from condgan_lib.engine import make_ema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,15 +68,28 @@ def ddim_variant(model, labels: torch.Tensor, seed: int, start: int, clip: bool)
     return (x.clamp(-1, 1) + 1) / 2
 
 
-def checkpoint_near(run: Path, wall_time_s: float) -> dict:
-    """The run's checkpoint whose recorded wall time is closest to ``wall_time_s``."""
-    best = None
-    for path in engine.checkpoints_in(run):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if best is None or abs(state["wall_time_s"] - wall_time_s) < abs(best["wall_time_s"] - wall_time_s):
-            best = state
-    if best is None:
+def checkpoint_near(run: Path, step: float) -> dict:
+    """The run's checkpoint whose step is closest to ``step``."""
+    paths = engine.checkpoints_in(run)
+    if not paths:
         raise SystemExit(f"no checkpoints in {run / 'checkpoints'}")
+    best = min(paths, key=lambda path: abs(int(engine.CKPT_PATTERN.search(path.name).group(1)) - step))
+    return torch.load(best, map_location="cpu", weights_only=True)
+
+
+def seconds_per_step(name: str, short: int, long: int, rounds: int = 2) -> float:
+    """Training seconds per step of config ``name`` here: the difference between fresh runs of ``short`` and ``long``
+    steps (no evaluation, no checkpoint in between), so that set-up and the first slow steps cancel; the fastest of
+    ``rounds``, so that a burst of other load changes nothing."""
+    best = float("inf")
+    for _ in range(rounds):
+        walls = []
+        for steps in (short, long):
+            with tempfile.TemporaryDirectory() as out:
+                run = runs.run_config(name, device="cpu", out=out, progress=False, evaluate=False, steps=steps,
+                                      eval_every=10 ** 6, ckpt_every=10 ** 6)
+            walls.append(run.result.wall_time_s)
+        best = min(best, (walls[1] - walls[0]) / (long - short))
     return best
 
 
@@ -152,16 +170,21 @@ def main(argv: list[str] | None = None) -> int:
         entry("ddim_variants", name, lambda: log(name, score(lambda y, s: ddim_variant(model, y, s, start, clip),
                                                              args.n, judge, reference)))
 
-    gan_time = manifest["mnist-projection"]["wall_time_s"]
-    state = checkpoint_near(args.run, gan_time)
+    section("step_time", lambda: {"gan_s": round(seconds_per_step("mnist-projection", 50, 450), 4),
+                                   "diffusion_s": round(seconds_per_step("mnist-diffusion", 20, 120), 4)})
+    out["step_time"]["ratio"] = round(out["step_time"]["diffusion_s"] / out["step_time"]["gan_s"], 2)
+    print(f"seconds per training step: GAN {out['step_time']['gan_s']:.4f}, diffusion "
+          f"{out['step_time']['diffusion_s']:.4f} ({out['step_time']['ratio']:.1f} times)", flush=True)
+    gan_steps = manifest["mnist-projection"]["steps"]
+    equal_step = gan_steps * out["step_time"]["gan_s"] / out["step_time"]["diffusion_s"]
+    state = checkpoint_near(args.run, equal_step)
     kwargs = {k: state["config"][k] for k in ("ch", "timesteps", "schedule")}
     raw = diffusion.ClassConditionalUNet(**kwargs)
     raw.load_state_dict(state["modules"]["model"])
     real2, real2_labels, _, _ = metrics.reference_sets("mnist", 2000)
     for key, network, what in (("equal_time", ema_model(state, kwargs), f"equal time (step {state['step']})"),
                                ("equal_time_raw", raw.eval(), "  the same, without EMA")):
-        section(key, lambda: {"gan_wall_time_s": gan_time, "step": state["step"],
-                              "wall_time_s": state["wall_time_s"],
+        section(key, lambda: {"gan_steps": gan_steps, "equal_step": round(equal_step), "step": state["step"],
                               **log(what, score(lambda y, s: network.generate(y, seed=s), 2000, judge,
                                                 (real2, real2_labels)))})
     section("history", lambda: json.loads((args.run / "history.json").read_text()))
