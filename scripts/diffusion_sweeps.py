@@ -15,7 +15,7 @@ On one CPU thread, for the shipped model and with the book's metrics (``metrics.
 4. the seconds per training step of both recipes, ``mnist-projection`` and ``mnist-diffusion``, in this process on
    one thread (each the difference of a short and a longer fresh run, so that set-up cancels; the faster of two
    rounds). The two shipped runs were made at different times, on different thread counts and under different
-   loads, so their recorded wall times are not compared; these are;
+   loads, so these times are compared, not the runs' recorded wall times;
 5. the model as it was after the GAN's training time: the EMA (and the raw network) of the run's checkpoint nearest
    to the step that costs as much as the GAN's whole run by 4., at the defaults, on 2,000 samples like the
    manifest's numbers;
@@ -73,7 +73,7 @@ def checkpoint_near(run: Path, step: float) -> dict:
     paths = engine.checkpoints_in(run)
     if not paths:
         raise SystemExit(f"no checkpoints in {run / 'checkpoints'}")
-    best = min(paths, key=lambda path: abs(int(engine.CKPT_PATTERN.search(path.name).group(1)) - step))
+    best = min(paths, key=lambda path: abs(engine.checkpoint_step(path) - step))
     return torch.load(best, map_location="cpu", weights_only=True)
 
 
