@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-MODELS = ("mlp", "dcgan", "concat", "acgan", "projection")
+MODELS = ("mlp", "dcgan", "sngan", "concat", "acgan", "projection")
 DATASETS = ("mnist", "fashion-mnist")
 AMP = ("none", "bf16", "fp16")
 LR_SCALING = ("none", "sqrt", "linear")

@@ -31,7 +31,7 @@ from .engine import (RunContext, ShippedModel, TrainResult, TrainState, autocast
                      make_ema)
 from .fileio import resolve_device
 from .models import (ACGANDiscriminator, ConcatDiscriminator, DCGANDiscriminator, Generator, MLPDiscriminator,
-                     MLPGenerator, ProjectionDiscriminator, dcgan_init)
+                     MLPGenerator, ProjectionDiscriminator, SNGANDiscriminator, dcgan_init)
 
 N_CLASSES = 10                            # MNIST and Fashion-MNIST both have ten classes
 
@@ -45,11 +45,12 @@ def build_models(cfg: GANConfig) -> tuple[nn.Module, nn.Module, dict]:
     g_kwargs = {"z_dim": cfg.z_dim, "n_classes": n_classes, "ch": cfg.ch}
     G = Generator(**g_kwargs)
     D = {"dcgan": lambda: DCGANDiscriminator(ch=cfg.ch, sn=cfg.sn_discriminator, batch_norm=not cfg.sn_discriminator),
+         "sngan": lambda: SNGANDiscriminator(ch=cfg.ch),
          "concat": lambda: ConcatDiscriminator(ch=cfg.ch),
          "acgan": lambda: ACGANDiscriminator(ch=cfg.ch),
          "projection": lambda: ProjectionDiscriminator(ch=cfg.ch, sn_embedding=cfg.sn_embedding)}[cfg.model]()
     G.apply(dcgan_init)
-    if cfg.model != "projection" and not cfg.sn_discriminator:  # spectral norm has its own scale
+    if cfg.model not in ("projection", "sngan") and not cfg.sn_discriminator:  # spectral norm has its own scale
         D.apply(dcgan_init)
     return G, D, g_kwargs
 

@@ -3,6 +3,8 @@
 - ``MLPGenerator`` / ``MLPDiscriminator``: the fully connected GAN of Goodfellow et al. (2014).
 - ``Generator`` / ``DCGANDiscriminator``: DCGAN (Radford et al., 2016): transposed convolutions, batch norm in G,
   strided convolutions and LeakyReLU in D, no pooling, tanh output.
+- ``SNGANDiscriminator``: the unconditional discriminator of the shipped DCGANs, spectrally normalised (Miyato et al.,
+  2018): three convolutions and global sum pooling, the projection discriminator without its class term.
 - ``ConcatDiscriminator``: the label is concatenated to the input as one-hot planes (Mirza & Osindero, 2014).
 - ``ACGANDiscriminator``: a real/fake head plus an auxiliary class head (Odena et al., 2017).
 - ``ProjectionDiscriminator``: ``psi(phi(x)) + <embed(y), phi(x)>`` with spectral norm (Miyato & Koyama, 2018).
@@ -170,6 +172,23 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.trunk(x).flatten(1)).squeeze(1)
+
+
+class SNGANDiscriminator(nn.Module):
+    """Unconditional, spectrally normalised discriminator (Miyato et al., 2018): one logit ``psi(phi(x))``.
+
+    The network of ``ProjectionDiscriminator`` without its class term: a third convolution gives every feature a
+    receptive field that covers the whole image, and ``phi`` sums the ``[4ch, 4, 4]`` map.
+    """
+
+    def __init__(self, ch: int = 64, in_channels: int = 1):
+        super().__init__()
+        self.trunk = nn.Sequential(conv_trunk(in_channels, ch, sn=True, batch_norm=False),
+                                   spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
+        self.head = spectral_norm(nn.Linear(4 * ch, 1))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.trunk(x).sum(dim=(2, 3))).squeeze(1)
 
 
 class ConcatDiscriminator(nn.Module):

@@ -30,6 +30,12 @@ CANDIDATES = {
     # SNGAN's discriminator (spectral norm, no batch norm) and hinge loss, at the conditional recipe's rates
     "spectral-norm-hinge": {"sn_discriminator": True, "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3,
                             "betas": (0.0, 0.9), "ema_decay": 0.995},
+    # the same, with the projection discriminator's network minus its class term: a third convolution and global sum
+    # pooling (models.SNGANDiscriminator)
+    "sngan-discriminator": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
+                            "ema_decay": 0.995},
+    "sngan-discriminator-ch64": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
+                                 "ema_decay": 0.995, "ch": 64},
 }
 
 

@@ -6,7 +6,8 @@ import torch
 
 from condgan_lib import losses
 from condgan_lib.models import (ACGANDiscriminator, ConcatDiscriminator, DCGANDiscriminator, Generator,
-                                MLPDiscriminator, MLPGenerator, ProjectionDiscriminator)
+                                MLPDiscriminator, MLPGenerator, ProjectionDiscriminator,
+                                SNGANDiscriminator)
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_label_changes_the_conditional_output(conditional):
 
 def test_discriminators_return_one_logit_per_image():
     x, y = torch.randn(5, 1, 28, 28), torch.randint(0, 10, (5,))
-    for D in (MLPDiscriminator(hidden=16), DCGANDiscriminator(ch=4), ConcatDiscriminator(ch=4),
+    for D in (MLPDiscriminator(hidden=16), DCGANDiscriminator(ch=4), SNGANDiscriminator(ch=4), ConcatDiscriminator(ch=4),
               ProjectionDiscriminator(ch=4)):
         assert D(x, y).shape == (5,)
     logit, classes = ACGANDiscriminator(ch=4)(x)
