@@ -34,8 +34,6 @@ CANDIDATES = {
     # pooling (models.SNGANDiscriminator)
     "sngan-discriminator": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
                             "ema_decay": 0.995},
-    "sngan-discriminator-ch64": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
-                                 "ema_decay": 0.995, "ch": 64},
 }
 
 
