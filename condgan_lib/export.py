@@ -111,12 +111,15 @@ def default_out() -> Path:
 
 
 def export_all(out_dir: str | Path | None = None, names=MODELS) -> dict:
-    """Export every model in ``names`` to ``out_dir`` and write ``models.json``; returns that index."""
+    """Export every model in ``names`` to ``out_dir`` and write ``models.json``; returns that index. Models already
+    in the folder's ``models.json`` and not in ``names`` keep their entries, so that one model can be exported again
+    alone."""
     out_dir = Path(out_dir) if out_dir is not None else default_out()
     for name in names:
         check_exportable(name)
     manifest = read_manifest()
-    index = {}
+    index_path = out_dir / "models.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     for name in names:
         generator = load_pretrained(name)
         path = export_generator(generator, out_dir / f"{name}.onnx")
@@ -126,7 +129,7 @@ def export_all(out_dir: str | Path | None = None, names=MODELS) -> dict:
                        "classes": CLASS_NAMES[dataset] if generator.n_classes else [],
                        "z_dim": entry["config"]["z_dim"], "checkpoint_sha256": entry["sha256"],
                        "bytes": path.stat().st_size}
-    (out_dir / "models.json").write_text(json.dumps(index, indent=2) + "\n")
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
     return index
 
 
@@ -145,8 +148,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else DEFAULT_OUT
-    for name, info in index.items():
-        print(f"{name}: {out / info['file']} ({info['bytes'] / 1e6:.2f} MB)")
+    for name in args.names:
+        print(f"{name}: {out / index[name]['file']} ({index[name]['bytes'] / 1e6:.2f} MB)")
     return 0
 
 

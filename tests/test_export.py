@@ -101,3 +101,9 @@ def test_the_files_the_site_serves_are_current(name):
 def test_an_unconditional_generator_is_refused():
     with pytest.raises(ValueError, match="class-conditional"):
         export.MixedClassGenerator(Generator(n_classes=0))
+
+
+def test_exporting_one_model_again_keeps_the_others_in_the_index(fresh_export):
+    out, index = fresh_export
+    again = export.export_all(out, names=["mnist-dcgan"])
+    assert again == index and json.loads((out / "models.json").read_text()) == index
