@@ -87,3 +87,17 @@ def test_saturating_loss_has_vanishing_gradient_when_d_rejects_fakes():
     logit2 = torch.tensor([-8.0], requires_grad=True)
     g_ns, = torch.autograd.grad(losses.nonsaturating_g_loss(logit2), logit2)
     assert abs(g_sat.item()) < 1e-3 < abs(g_ns.item())
+
+
+def test_the_sngan_discriminator_is_the_projection_discriminator_without_its_class_term():
+    torch.manual_seed(0)
+    projection, sngan = ProjectionDiscriminator(ch=4, sn_embedding=False), SNGANDiscriminator(ch=4)
+    missing, unexpected = sngan.load_state_dict(projection.state_dict(), strict=False)
+    assert missing == [] and unexpected == ["embed.weight"]
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    projection.eval(), sngan.eval()
+    with torch.no_grad():
+        projection.embed.weight.zero_()
+        assert torch.allclose(projection(x, y), sngan(x), atol=1e-6)
+        projection.embed.weight.normal_()
+        assert not torch.allclose(projection(x, y), sngan(x), atol=1e-3)
