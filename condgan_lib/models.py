@@ -4,7 +4,7 @@
 - ``Generator`` / ``DCGANDiscriminator``: DCGAN (Radford et al., 2016): transposed convolutions, batch norm in G,
   strided convolutions and LeakyReLU in D, no pooling, tanh output.
 - ``SNGANDiscriminator``: the unconditional discriminator of the shipped DCGANs, spectrally normalised (Miyato et al.,
-  2018): three convolutions and global sum pooling, the projection discriminator without its class term.
+  2018): three convolutions and global sum pooling; the projection discriminator is this network plus a class term.
 - ``ConcatDiscriminator``: the label is concatenated to the input as one-hot planes (Mirza & Osindero, 2014).
 - ``ACGANDiscriminator``: a real/fake head plus an auxiliary class head (Odena et al., 2017).
 - ``ProjectionDiscriminator``: ``psi(phi(x)) + <embed(y), phi(x)>`` with spectral norm (Miyato & Koyama, 2018).
@@ -177,8 +177,9 @@ class DCGANDiscriminator(nn.Module):
 class SNGANDiscriminator(nn.Module):
     """Unconditional, spectrally normalised discriminator (Miyato et al., 2018): one logit ``psi(phi(x))``.
 
-    The network of ``ProjectionDiscriminator`` without its class term: a third convolution gives every feature a
-    receptive field that covers the whole image, and ``phi`` sums the ``[4ch, 4, 4]`` map.
+    ``phi`` is a global sum over a ``[4ch, 4, 4]`` feature map: a third convolution gives every feature a receptive
+    field that covers the whole digit, because what a digit is depends on its whole shape. ``ProjectionDiscriminator``
+    adds a class term to this network.
     """
 
     def __init__(self, ch: int = 64, in_channels: int = 1):
@@ -187,8 +188,11 @@ class SNGANDiscriminator(nn.Module):
                                    spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
         self.head = spectral_norm(nn.Linear(4 * ch, 1))
 
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x).sum(dim=(2, 3))  # global sum pooling, as in the paper
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.trunk(x).sum(dim=(2, 3))).squeeze(1)
+        return self.head(self.phi(x)).squeeze(1)
 
 
 class ConcatDiscriminator(nn.Module):
@@ -220,21 +224,18 @@ class ACGANDiscriminator(nn.Module):
         return self.head(h).squeeze(1), self.classifier(h)
 
 
-class ProjectionDiscriminator(nn.Module):
+class ProjectionDiscriminator(SNGANDiscriminator):
     """Projection discriminator (Miyato & Koyama): ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``, spectrally normalised.
 
-    ``phi`` is a global sum over a ``[4ch, 4, 4]`` feature map: a third convolution gives every feature a receptive
-    field that covers the whole digit, because the class of a digit is a property of its whole shape.
+    ``phi`` and ``psi`` (``trunk`` and ``head``) are ``SNGANDiscriminator``'s: three convolutions, whose last features
+    each see the whole digit, summed over positions. The label adds one inner product with a learned class direction.
     """
 
     def __init__(self, n_classes: int = 10, ch: int = 64, in_channels: int = 1, sn_embedding: bool = True):
-        super().__init__()
-        self.trunk = nn.Sequential(conv_trunk(in_channels, ch, sn=True, batch_norm=False),
-                                   spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
-        self.head = spectral_norm(nn.Linear(4 * ch, 1))
+        super().__init__(ch, in_channels)
         embed = nn.Embedding(n_classes, 4 * ch)
         self.embed = spectral_norm(embed) if sn_embedding else embed
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        phi = self.trunk(x).sum(dim=(2, 3))  # global sum pooling, as in the paper
+        phi = self.phi(x)
         return self.head(phi).squeeze(1) + (self.embed(labels) * phi).sum(1)
