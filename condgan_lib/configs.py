@@ -96,6 +96,7 @@ class GANConfig(BaseConfig):
     eval_samples: int = 1000
     lr_scaling: str = "none"          # how the rates follow batch_size / 64: "none", "sqrt" (Adam) or "linear" (SGD)
     lr_warmup_steps: int = 0          # the rates rise linearly from 0 over these first steps
+    lr_decay_start: int = 0           # from this step on, both rates fall linearly towards 0 at the last step (0: off)
     export_raw_generator: bool = False  # also ship the non-EMA generator as NAME-raw (to measure what EMA does)
 
     POSITIVE: ClassVar[tuple[str, ...]] = ("steps", "z_dim", "ch", "lr_g", "lr_d", "log_every", "ckpt_every",
@@ -114,13 +115,19 @@ class GANConfig(BaseConfig):
             (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), not {self.ema_decay}"),
             (self.lr_scaling in LR_SCALING, f"lr_scaling must be one of {LR_SCALING}, not {self.lr_scaling!r}"),
             (self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, not {self.lr_warmup_steps}"),
+            (self.lr_decay_start >= 0, f"lr_decay_start must be >= 0 (0: no decay), not {self.lr_decay_start}"),
         ]
 
     def lr_factor(self, step: int) -> float:
-        """The multiplier of both base rates at 0-based ``step``: the batch rule times the warm-up ramp."""
+        """The multiplier of both base rates at 0-based ``step``: the batch rule times the warm-up ramp and the final
+        linear decay."""
         ratio = self.batch_size / 64
-        rule = {"none": 1.0, "sqrt": ratio ** 0.5, "linear": ratio}[self.lr_scaling]
-        return rule * min(1.0, (step + 1) / self.lr_warmup_steps) if self.lr_warmup_steps else rule
+        factor = {"none": 1.0, "sqrt": ratio ** 0.5, "linear": ratio}[self.lr_scaling]
+        if self.lr_warmup_steps:
+            factor *= min(1.0, (step + 1) / self.lr_warmup_steps)
+        if self.lr_decay_start and step >= self.lr_decay_start:
+            factor *= max(0.0, (self.steps - step) / (self.steps - self.lr_decay_start))
+        return factor
 
     def gpu(self) -> "GANConfig":
         """The same recipe at 4x the batch: rates by the square-root rule for Adam (Malladi et al., 2022) after a

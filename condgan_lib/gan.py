@@ -189,8 +189,8 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
         step_G, step_D = torch.compile(step_G), torch.compile(step_D)
     if n_ranks > 1:
         print(f"rank {distributed.rank()}/{n_ranks} ({distributed.backend()}, {device}): global batch "
-              f"{cfg.batch_size} = {n_ranks} x {per_rank}; lr_g {cfg.lr_g * cfg.lr_factor(10 ** 9):g}, "
-              f"lr_d {cfg.lr_d * cfg.lr_factor(10 ** 9):g}",
+              f"{cfg.batch_size} = {n_ranks} x {per_rank}; lr_g {cfg.lr_g * cfg.lr_factor(cfg.lr_warmup_steps):g}, "
+              f"lr_d {cfg.lr_d * cfg.lr_factor(cfg.lr_warmup_steps):g}",
               file=sys.stderr)
 
     first_on_node = int(os.environ.get("LOCAL_RANK", "0")) == 0
@@ -215,7 +215,7 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
 
         def step(i: int) -> dict[str, torch.Tensor]:
             G.train(), D.train()
-            for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):   # the batch rule and the warm-up
+            for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):   # the batch rule, warm-up and decay
                 for group in opt.param_groups:
                     group["lr"] = base * cfg.lr_factor(i)
             # every rank draws the same global batch, noise and labels, and keeps its own rows

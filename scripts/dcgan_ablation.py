@@ -34,6 +34,12 @@ CANDIDATES = {
     # pooling (models.SNGANDiscriminator)
     "sngan-discriminator": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
                             "ema_decay": 0.995},
+    # the same, with both rates falling linearly to 0 over the second half of a 20,000-step run or over all of it (the
+    # decay depends on the run's length: measure these at --stages 20000 only)
+    "sngan-decay-second-half": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
+                                "ema_decay": 0.995, "lr_decay_start": 10000},
+    "sngan-decay-whole-run": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
+                              "ema_decay": 0.995, "lr_decay_start": 1},
 }
 
 
