@@ -40,6 +40,9 @@ CANDIDATES = {
                                 "ema_decay": 0.995, "lr_decay_start": 10000},
     "sngan-decay-whole-run": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
                               "ema_decay": 0.995, "lr_decay_start": 1},
+    # the SNGAN-discriminator recipe at twice the width of both networks (ch 64)
+    "sngan-discriminator-ch64": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
+                                 "ema_decay": 0.995, "ch": 64},
 }
 
 
