@@ -19,7 +19,8 @@ On one CPU thread, for the shipped model and with the book's metrics (``metrics.
 5. the model as it was after the GAN's training time: the EMA (and the raw network) of the run's checkpoint nearest
    to the step that costs as much as the GAN's whole run by 4., at the defaults, on 2,000 samples like the
    manifest's numbers;
-6. the same metrics and milliseconds per image for ``mnist-projection`` itself.
+6. the same metrics and milliseconds per image for ``mnist-projection`` itself (measured again with ``--keep`` when
+   only that model changed).
 
 It writes one JSON file (default ``condgan_lib/artifacts/diffusion/sweeps.json``) that the chapter reads, with the
 run's ``history.json``, the condition accuracy of every checkpoint's EMA by step (measured as the training command
@@ -117,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"command": "python scripts/diffusion_sweeps.py " + " ".join(sys.argv[1:] if argv is None else argv),
                  "hardware": fileio.hardware("cpu", 1, None), "n": args.n,
                  "defaults": {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE},
-                 "model_sha256": manifest["mnist-diffusion"]["sha256"]}
+                 "model_sha256": manifest["mnist-diffusion"]["sha256"],
+                 "gan_sha256": manifest["mnist-projection"]["sha256"]}
     partial = args.out.with_name(args.out.name + ".partial")
     kept = json.loads(partial.read_text()) if args.keep and partial.exists() else {}
     if any(kept.get(k) != out[k] for k in ("n", "defaults", "model_sha256")):
         kept = {}                                        # another model, sample size or defaults: measure again
+    if kept.get("gan_sha256") != out["gan_sha256"]:
+        kept.pop("gan", None)                            # another GAN: measure its section again
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def section(key: str, measure) -> None:
