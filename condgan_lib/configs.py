@@ -34,6 +34,12 @@ class BaseConfig:
         """The config as plain JSON-ready values (tuples become lists, as they do in the manifest)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def field_defaults(cls) -> dict:
+        """Every field's default, in ``to_dict`` form: what a record written before the field existed stands for."""
+        return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+                for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
     def checks(self) -> list[tuple[bool, str]]:
         """The class's own checks beyond positivity: ``(ok, message)`` pairs."""
         return []

@@ -268,9 +268,10 @@ def _restore(cfg: BaseConfig, state: TrainState, out: Path, resume: bool, main: 
     if saved is None:
         return
     config = cfg.to_dict()
-    changed = differing_fields(saved["config"], config, cfg.resumable_fields())
+    recorded = type(cfg).field_defaults() | saved["config"]    # fields added since the checkpoint: their defaults
+    changed = differing_fields(recorded, config, cfg.resumable_fields())
     if changed:
-        pairs = ", ".join(f"{k}: {saved['config'].get(k)!r} there, {config.get(k)!r} here" for k in changed)
+        pairs = ", ".join(f"{k}: {recorded.get(k)!r} there, {config.get(k)!r} here" for k in changed)
         raise ResumeError(f"--resume: the checkpoint in {out / 'checkpoints'} (step {saved['step']}) was written by "
                           f"another recipe ({pairs}). Use the same options, or another --out; a resumed run may "
                           f"change only {', '.join(cfg.resumable_fields())}.")

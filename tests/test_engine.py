@@ -135,6 +135,18 @@ def test_resume_refuses_another_recipe_and_names_the_field(tmp_path):
                    resume=True, **{**TINY["mnist-projection"], **EVERY, "ch": 8})
 
 
+def test_a_checkpoint_from_before_a_config_field_existed_resumes_when_the_field_is_at_its_default(tmp_path):
+    train("mnist-projection", tmp_path, 8)
+    path = engine.checkpoints_in(tmp_path)[0]
+    state = torch.load(path, weights_only=True)
+    del state["config"]["lr_decay_start"]                     # as written before the field was added
+    atomic_save(state, path)
+    assert train("mnist-projection", tmp_path, 12, resume=True).history[-1]["step"] == 12
+    with pytest.raises(engine.ResumeError, match=r"lr_decay_start: 0 there, 10 here"):
+        run_config("mnist-projection", device="cpu", out=tmp_path, progress=False, evaluate=False, steps=16,
+                   resume=True, **{**TINY["mnist-projection"], **EVERY, "lr_decay_start": 10})
+
+
 def test_all_corrupt_checkpoints_are_moved_aside_and_the_new_run_kept(tmp_path, capsys):
     (tmp_path / "checkpoints").mkdir()
     for step in (500, 550, 600):
