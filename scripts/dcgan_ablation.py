@@ -24,25 +24,21 @@ from condgan_lib.fileio import atomic_write_text, file_lock
 from condgan_lib.runs import run_config
 
 # each candidate changes DCGAN's own recipe (the config mnist-dcgan-paper) in the fields it names
+_CONDITIONAL_RATES = {"lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9), "ema_decay": 0.995}
+# the projection discriminator's network minus its class term (models.SNGANDiscriminator: a third convolution and
+# global sum pooling) with the hinge loss, at the conditional recipe's rates
+_SNGAN = {"model": "sngan", "loss": "hinge", **_CONDITIONAL_RATES}
 CANDIDATES = {
     "dcgan-paper": {},  # Radford et al.: Adam(2e-4, 0.5, 0.999) for both networks, EMA 0.999
-    "conditional-recipe": {"lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9), "ema_decay": 0.995},
+    "conditional-recipe": _CONDITIONAL_RATES,
     # SNGAN's discriminator (spectral norm, no batch norm) and hinge loss, at the conditional recipe's rates
-    "spectral-norm-hinge": {"sn_discriminator": True, "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3,
-                            "betas": (0.0, 0.9), "ema_decay": 0.995},
-    # the same, with the projection discriminator's network minus its class term: a third convolution and global sum
-    # pooling (models.SNGANDiscriminator)
-    "sngan-discriminator": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
-                            "ema_decay": 0.995},
+    "spectral-norm-hinge": {"sn_discriminator": True, "loss": "hinge", **_CONDITIONAL_RATES},
+    "sngan-discriminator": _SNGAN,
     # the same, with both rates falling linearly to 0 over the second half of a 20,000-step run or over all of it (the
     # decay depends on the run's length: measure these at --stages 20000 only)
-    "sngan-decay-second-half": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
-                                "ema_decay": 0.995, "lr_decay_start": 10000},
-    "sngan-decay-whole-run": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
-                              "ema_decay": 0.995, "lr_decay_start": 1},
-    # the SNGAN-discriminator recipe at twice the width of both networks (ch 64)
-    "sngan-discriminator-ch64": {"model": "sngan", "loss": "hinge", "lr_g": 3e-3, "lr_d": 3e-3, "betas": (0.0, 0.9),
-                                 "ema_decay": 0.995, "ch": 64},
+    "sngan-decay-second-half": {**_SNGAN, "lr_decay_start": 10000},
+    "sngan-decay-whole-run": {**_SNGAN, "lr_decay_start": 1},
+    "sngan-discriminator-ch64": {**_SNGAN, "ch": 64},  # twice the width of both networks
 }
 
 

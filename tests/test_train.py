@@ -91,6 +91,8 @@ def test_the_square_root_rule_with_warm_up():
     assert [round(cfg.lr_factor(s), 6) for s in (0, 4, 9, 10, 10_000)] == [0.2, 1.0, 2.0, 2.0, 2.0]
     assert get_config("mnist-projection", batch_size=256, lr_scaling="linear").lr_factor(0) == 4.0
     assert get_config("mnist-projection").lr_factor(0) == 1.0
+    with pytest.raises(ValueError, match="lr_scaling must be one of"):
+        get_config("mnist-projection", lr_scaling="cubic")
 
 
 def test_the_learning_rate_decay_falls_linearly_from_its_start_to_zero_at_the_last_step():
@@ -99,5 +101,3 @@ def test_the_learning_rate_decay_falls_linearly_from_its_start_to_zero_at_the_la
     assert get_config("mnist-projection", steps=100, lr_decay_start=100).lr_factor(99) == 1.0  # starts too late: off
     with pytest.raises(ValueError, match="lr_decay_start"):
         get_config("mnist-projection", lr_decay_start=-1)
-    with pytest.raises(ValueError, match="lr_scaling must be one of"):
-        get_config("mnist-projection", lr_scaling="cubic")
