@@ -3,6 +3,7 @@ command's engine and measured at a few points along the way by the book's MNIST 
 
     python scripts/dcgan_ablation.py [--only NAME ...] [--stages 2000 5000 10000] [--threads 1]
     python scripts/dcgan_ablation.py --previous     # measure the shipped DCGANs before they are replaced
+    python scripts/dcgan_ablation.py --from-run runs/mnist-dcgan --as NAME   # a run of the training command
 
 For every candidate and stage it records: the share of 2,000 samples the judge classifies with probability >= 0.9,
 how the samples spread over the ten classes (most frequent / least frequent), FID in the judge's feature space and
@@ -10,16 +11,21 @@ the training wall time so far. Writes condgan_lib/artifacts/dcgan/ablation.json 
 when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. ``--previous``
 writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest entries of the shipped mnist-dcgan and
 fashion-dcgan with the same measures of their samples, so that the chapter can show what a new recipe changed.
+``--from-run`` measures the generator that ``python -m condgan_lib.train --config mnist-dcgan ...`` left in a run
+folder (for example a shipped run continued with ``--resume --steps``) and records it as a stage of candidate NAME,
+with the training command that made it.
 """
 import argparse
 import json
 import shlex
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
 from condgan_lib import artifacts, hub, metrics
+from condgan_lib.configs import get_config
 from condgan_lib.fileio import atomic_write_text, file_lock
 from condgan_lib.runs import run_config
 
@@ -39,7 +45,15 @@ CANDIDATES = {
     "sngan-decay-second-half": {**_SNGAN, "lr_decay_start": 10000},
     "sngan-decay-whole-run": {**_SNGAN, "lr_decay_start": 1},
     "sngan-discriminator-ch64": {**_SNGAN, "ch": 64},  # twice the width of both networks
+    "sngan-batch128": {**_SNGAN, "batch_size": 128},  # twice the batch at the same rates
 }
+
+
+RUN_ONLY = ("log_every", "ckpt_every", "eval_every", "eval_samples")  # how a run reports, not what it trains
+
+
+def _listed(changes: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
 
 
 def measure(generator, judge, n: int = 2000, dataset: str = "mnist") -> dict:
@@ -56,7 +70,11 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", nargs="+", type=int, default=[2000, 5000, 10000])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--previous", action="store_true", help="measure the shipped DCGANs (see above)")
+    parser.add_argument("--from-run", metavar="DIR", help="measure the generator in a training command's run folder")
+    parser.add_argument("--as", dest="candidate", choices=sorted(CANDIDATES), help="the candidate --from-run measures")
     args = parser.parse_args(argv)
+    if args.from_run and not args.candidate:
+        parser.error("--from-run needs --as NAME: the candidate whose recipe that run trained")
     torch.set_num_threads(args.threads)
     if args.previous:
         manifest, record = hub.read_manifest(), {}
@@ -72,6 +90,8 @@ def main(argv=None) -> int:
     judge = hub.load_pretrained("mnist-classifier")
     path = artifacts.ROOT / "dcgan" / "ablation.json"
     command = "python scripts/dcgan_ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.from_run:
+        return record_run(Path(args.from_run), args.candidate, judge, path, command)
     for name in args.only:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -83,10 +103,35 @@ def main(argv=None) -> int:
                 print(name, json.dumps(rows[-1]), flush=True)
         with file_lock(path.parent / ".ablation.lock"):  # candidates may run in parallel processes
             record = json.loads(path.read_text()) if path.exists() else {}
-            record[name] = {"command": command, "changes": {k: list(v) if isinstance(v, tuple) else v
-                                                            for k, v in CANDIDATES[name].items()},
+            record[name] = {"command": command, "changes": _listed(CANDIDATES[name]),
                             "config": run.entry["config"], "hardware": run.entry["hardware"], "stages": rows}
             atomic_write_text(json.dumps(record, indent=1), path)
+    return 0
+
+
+def record_run(run: Path, name: str, judge, path: Path, command: str) -> int:
+    """Measure the MNIST generator a training-command run left in ``run`` as a stage of candidate ``name``."""
+    [entry_path] = run.glob("*.manifest_entry.json")
+    entry = json.loads(entry_path.read_text())
+    expected = json.loads(json.dumps(get_config("mnist-dcgan-paper", **CANDIDATES[name]).to_dict()))
+    recipe = {k: v for k, v in entry["config"].items() if k not in ("name", "steps", *RUN_ONLY)}
+    changed = [k for k in recipe if recipe[k] != expected.get(k)]
+    if entry["config"]["dataset"] != "mnist" or changed:
+        raise SystemExit(f"{run} was not trained with {name}'s recipe on MNIST (differs in: {', '.join(changed)})")
+    file = run / entry["file"]
+    if hub.sha256_of(file) != entry["sha256"]:
+        raise SystemExit(f"{file} is not the file {entry_path.name} describes (another sha256); train the run again")
+    generator = hub.build_model(torch.load(file, map_location="cpu", weights_only=True), entry["file"])
+    stage = {"steps": entry["steps"], "wall_time_s": entry["wall_time_s"], **measure(generator, judge),
+             "trained_by": [s["command"] for s in entry.get("segments", [entry])]}
+    print(name, json.dumps(stage), flush=True)
+    with file_lock(path.parent / ".ablation.lock"):
+        record = json.loads(path.read_text()) if path.exists() else {}
+        row = record.setdefault(name, {"command": command, "changes": _listed(CANDIDATES[name]),
+                                       "config": entry["config"], "hardware": entry["hardware"], "stages": []})
+        row["stages"] = sorted([s for s in row["stages"] if s["steps"] != stage["steps"]] + [stage],
+                               key=lambda s: s["steps"])
+        atomic_write_text(json.dumps(record, indent=1), path)
     return 0
 
 

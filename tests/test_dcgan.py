@@ -48,3 +48,28 @@ def test_the_shipped_dcgans_beat_the_ones_they_replaced(judged):
                                        "lower FID but not this share (artifacts/dcgan/ablation.json)")
 def test_the_mnist_dcgan_meets_the_showcase_target(judged):
     assert judged["mnist-dcgan"]["confident_share"] >= 0.85
+
+
+def test_the_ablation_records_a_training_run_only_under_the_recipe_that_trained_it(tmp_path, monkeypatch):
+    import sys
+    sys.path.insert(0, str(artifacts.ROOT.parents[1] / "scripts"))
+    import dcgan_ablation
+    from condgan_lib import gan
+    from condgan_lib.configs import get_config
+
+    cfg = get_config("mnist-dcgan", steps=40)
+    G, _, kwargs = gan.build_models(cfg)
+    hub.atomic_save(hub.model_payload(G, kwargs, "mnist-dcgan", "gan"), tmp_path / "mnist-dcgan.pt")
+    entry = {"file": "mnist-dcgan.pt", "config": json.loads(json.dumps(cfg.to_dict())), "steps": 40,
+             "wall_time_s": 1.0, "hardware": "cpu", "command": "python -m condgan_lib.train --config mnist-dcgan",
+             "sha256": hub.sha256_of(tmp_path / "mnist-dcgan.pt")}
+    (tmp_path / "mnist-dcgan.manifest_entry.json").write_text(json.dumps(entry))
+    monkeypatch.setattr(dcgan_ablation, "measure", lambda generator, judge: {"confident_share": generator.z_dim / 128})
+    record = tmp_path / "ablation.json"
+    with pytest.raises(SystemExit, match="not trained with sngan-batch128's recipe .*batch_size"):
+        dcgan_ablation.record_run(tmp_path, "sngan-batch128", None, record, "cmd")
+    assert not record.exists()
+    dcgan_ablation.record_run(tmp_path, "sngan-discriminator", None, record, "cmd")
+    [stage] = json.loads(record.read_text())["sngan-discriminator"]["stages"]
+    assert stage["steps"] == 40 and stage["confident_share"] == 0.5
+    assert stage["trained_by"] == ["python -m condgan_lib.train --config mnist-dcgan"]
