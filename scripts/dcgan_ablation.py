@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     path = artifacts.ROOT / "dcgan" / "ablation.json"
     command = "python scripts/dcgan_ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.from_run:
-        return record_run(Path(args.from_run), args.candidate, judge, path, command)
+        return record_run(Path(args.from_run), args.candidate, judge, path)
     for name in args.only:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -109,10 +109,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def record_run(run: Path, name: str, judge, path: Path, command: str) -> int:
+def record_run(run: Path, name: str, judge, path: Path) -> int:
     """Measure the MNIST generator a training-command run left in ``run`` as a stage of candidate ``name``."""
     [entry_path] = run.glob("*.manifest_entry.json")
     entry = json.loads(entry_path.read_text())
+    # the command as a reader runs it, on the training command's default run folder
+    command = f"python scripts/dcgan_ablation.py --from-run runs/{entry['config']['name']} --as {name}"
     expected = json.loads(json.dumps(get_config("mnist-dcgan-paper", **CANDIDATES[name]).to_dict()))
     recipe = {k: v for k, v in entry["config"].items() if k not in ("name", "steps", *RUN_ONLY)}
     changed = [k for k in recipe if recipe[k] != expected.get(k)]

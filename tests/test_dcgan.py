@@ -2,6 +2,7 @@
 DCGAN"): by the book's MNIST judge, at least 85 % of 2,000 samples classified with probability >= 0.9 and no class
 more than twice as frequent as another."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,8 +53,7 @@ def test_the_mnist_dcgan_meets_the_showcase_target(judged):
 
 
 def test_the_ablation_records_a_training_run_only_under_the_recipe_that_trained_it(tmp_path, monkeypatch):
-    import sys
-    sys.path.insert(0, str(artifacts.ROOT.parents[1] / "scripts"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     import dcgan_ablation
     from condgan_lib import gan
     from condgan_lib.configs import get_config
@@ -68,9 +68,11 @@ def test_the_ablation_records_a_training_run_only_under_the_recipe_that_trained_
     monkeypatch.setattr(dcgan_ablation, "measure", lambda generator, judge: {"confident_share": generator.z_dim / 128})
     record = tmp_path / "ablation.json"
     with pytest.raises(SystemExit, match="not trained with sngan-batch128's recipe .*batch_size"):
-        dcgan_ablation.record_run(tmp_path, "sngan-batch128", None, record, "cmd")
+        dcgan_ablation.record_run(tmp_path, "sngan-batch128", None, record)
     assert not record.exists()
-    dcgan_ablation.record_run(tmp_path, "sngan-discriminator", None, record, "cmd")
-    [stage] = json.loads(record.read_text())["sngan-discriminator"]["stages"]
+    dcgan_ablation.record_run(tmp_path, "sngan-discriminator", None, record)
+    row = json.loads(record.read_text())["sngan-discriminator"]
+    assert row["command"] == "python scripts/dcgan_ablation.py --from-run runs/mnist-dcgan --as sngan-discriminator"
+    [stage] = row["stages"]
     assert stage["steps"] == 40 and stage["confident_share"] == 0.5
     assert stage["trained_by"] == ["python -m condgan_lib.train --config mnist-dcgan"]
