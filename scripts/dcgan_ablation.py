@@ -7,7 +7,8 @@ command's engine and measured at a few points along the way by the book's MNIST 
 
 For every candidate and stage it records: the share of 2,000 samples the judge classifies with probability >= 0.9,
 how the samples spread over the ten classes (most frequent / least frequent), FID in the judge's feature space and
-the training wall time so far. Writes condgan_lib/artifacts/dcgan/ablation.json (one entry per candidate, kept
+the training wall time so far; each record names the judge by its sha256 (``judge_sha256``), so that a new judge shows
+which records it leaves stale. Writes condgan_lib/artifacts/dcgan/ablation.json (one entry per candidate, kept
 when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. ``--previous``
 writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest entries of the shipped mnist-dcgan and
 fashion-dcgan with the same measures of their samples, so that the chapter can show what a new recipe changed.
@@ -56,6 +57,11 @@ def _listed(changes: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
 
 
+def judge_sha256(dataset: str = "mnist") -> str:
+    """The sha256 of the shipped classifier that judges ``dataset``."""
+    return hub.read_manifest()[metrics.CLASSIFIER_FOR[dataset]]["sha256"]
+
+
 def measure(generator, judge, n: int = 2000, dataset: str = "mnist") -> dict:
     fake, _ = metrics.sample_generator(generator.eval(), n, seed=0)
     real, real_labels, _, _ = metrics.reference_sets(dataset, n)
@@ -84,6 +90,7 @@ def main(argv=None) -> int:
             record[name] = {k: manifest[name][k] for k in ("command", "config", "steps", "wall_time_s", "hardware",
                                                          "metrics", "sha256", "commit") if k in manifest[name]}
             record[name]["judged"] = measure(hub.load_pretrained(name), judge, dataset=dataset)
+            record[name]["judge_sha256"] = judge_sha256(dataset)
             print(name, json.dumps(record[name]["judged"]))
         atomic_write_text(json.dumps(record, indent=1), artifacts.ROOT / "dcgan" / "previous.json")
         return 0
@@ -104,7 +111,8 @@ def main(argv=None) -> int:
         with file_lock(path.parent / ".ablation.lock"):  # candidates may run in parallel processes
             record = json.loads(path.read_text()) if path.exists() else {}
             record[name] = {"command": command, "changes": _listed(CANDIDATES[name]),
-                            "config": run.entry["config"], "hardware": run.entry["hardware"], "stages": rows}
+                            "config": run.entry["config"], "hardware": run.entry["hardware"],
+                            "judge_sha256": judge_sha256(), "stages": rows}
             atomic_write_text(json.dumps(record, indent=1), path)
     return 0
 
@@ -130,7 +138,10 @@ def record_run(run: Path, name: str, judge, path: Path) -> int:
     with file_lock(path.parent / ".ablation.lock"):
         record = json.loads(path.read_text()) if path.exists() else {}
         row = record.setdefault(name, {"command": command, "changes": _listed(CANDIDATES[name]),
-                                       "config": entry["config"], "hardware": entry["hardware"], "stages": []})
+                                       "config": entry["config"], "hardware": entry["hardware"],
+                                       "judge_sha256": judge_sha256(), "stages": []})
+        if row["judge_sha256"] != judge_sha256():
+            raise SystemExit(f"{name}'s other stages were measured by another judge; run the candidate again")
         row["stages"] = sorted([s for s in row["stages"] if s["steps"] != stage["steps"]] + [stage],
                                key=lambda s: s["steps"])
         atomic_write_text(json.dumps(record, indent=1), path)

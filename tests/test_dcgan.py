@@ -43,6 +43,18 @@ def test_the_shipped_dcgans_beat_the_ones_they_replaced(judged):
     assert judged["mnist-dcgan"]["class_ratio"] <= 2.0
 
 
+def test_every_stored_dcgan_measure_was_taken_by_the_shipped_judge():
+    """A new judge (retrained classifier) leaves the stored judged shares stale: this names them."""
+    manifest = hub.read_manifest()
+    ablation = json.loads(artifacts.path("dcgan/ablation.json").read_text())
+    previous = json.loads(artifacts.path("dcgan/previous.json").read_text())
+    stale = [f"ablation {name}" for name, row in ablation.items()
+             if row["judge_sha256"] != manifest["mnist-classifier"]["sha256"]]
+    stale += [f"previous {name}" for name, e in previous.items()
+              if e["judge_sha256"] != manifest[metrics.CLASSIFIER_FOR[e["config"]["dataset"]]]["sha256"]]
+    assert not stale, f"measured by another judge than the shipped one; run scripts/dcgan_ablation.py again: {stale}"
+
+
 @pytest.mark.xfail(strict=True, reason="the target (85 % of samples judged with p >= 0.9) is missed: the shipped "
                                        "mnist-dcgan (spectral norm and a third convolution in D) reaches 82.3 % at "
                                        "20,000 steps and 82.6 % at 40,000; a learning-rate decay (81 %, 80 %), twice "
