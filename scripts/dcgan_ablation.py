@@ -27,6 +27,7 @@ import torch
 
 from condgan_lib import artifacts, hub, metrics
 from condgan_lib.configs import get_config
+from condgan_lib.engine import differing_fields
 from condgan_lib.fileio import atomic_write_text, file_lock
 from condgan_lib.runs import run_config
 
@@ -123,10 +124,10 @@ def record_run(run: Path, name: str, judge, path: Path) -> int:
     entry = json.loads(entry_path.read_text())
     # the command as a reader runs it, on the training command's default run folder
     command = f"python scripts/dcgan_ablation.py --from-run runs/{entry['config']['name']} --as {name}"
-    expected = json.loads(json.dumps(get_config("mnist-dcgan-paper", **CANDIDATES[name]).to_dict()))
-    recipe = {k: v for k, v in entry["config"].items() if k not in ("name", "steps", *RUN_ONLY)}
-    changed = [k for k in recipe if recipe[k] != expected.get(k)]
-    if entry["config"]["dataset"] != "mnist" or changed:
+    expected = get_config("mnist-dcgan-paper", **CANDIDATES[name])
+    recorded = type(expected).field_defaults() | entry["config"]   # fields added since the run: their defaults
+    changed = differing_fields(recorded, expected.to_dict(), ("name", "steps", *RUN_ONLY))
+    if changed:
         raise SystemExit(f"{run} was not trained with {name}'s recipe on MNIST (differs in: {', '.join(changed)})")
     file = run / entry["file"]
     if hub.sha256_of(file) != entry["sha256"]:
