@@ -92,7 +92,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # files trained from a modified tree (or before runs recorded their commit): no commit re-creates them bit for bit.
 # Retraining each by its manifest command from a clean commit on main, and shipping the result, takes it off this list.
 TRAINED_FROM_A_MODIFIED_TREE = {
-    "fashion-classifier", "mnist-classifier", "shapes-text2img"}
+    "fashion-classifier", "mnist-classifier"}
 
 
 def test_every_manifest_command_is_one_a_reader_can_run_in_a_fresh_clone():
