@@ -1,11 +1,15 @@
 """The text-conditional GAN and the attribute probe: the shipped generator's interface, the matching-aware loss worked
 by hand, training that resumes where it stopped, and a probe that reads real scenes and catches swapped colours."""
 import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from condgan_lib import hub, probe, text2img
+from condgan_lib import artifacts, hub, probe, text2img
 from condgan_lib.configs import get_config
 from condgan_lib.shapes import sample_batch
 from condgan_lib.text import UnknownWordError
@@ -99,3 +103,22 @@ def test_the_shipped_text_encoder_reads_held_out_combinations():
     encoder = hub.load_pretrained("shapes-text2img").text_encoder
     accuracy = text2img.caption_accuracy(encoder, n=300)
     assert accuracy["caption_accuracy_test"] >= 0.99 and accuracy["caption_accuracy_heldout"] >= 0.99
+
+
+def test_every_stored_text2img_run_was_read_by_the_shipped_probe_and_measures_another_generator():
+    """A retrained probe leaves the table of other seeds and recipes stale: this names the rows to measure again."""
+    manifest = hub.read_manifest()
+    runs = json.loads(artifacts.path("text2img/runs.json").read_text())
+    stale = [label for label, row in runs.items() if row["probe_sha256"] != manifest["shapes-probe"]["sha256"]]
+    assert not stale, f"read by another probe; run scripts/text2img_runs.py again on: {stale}"
+    assert all(row["sha256"] != manifest["shapes-text2img"]["sha256"] and row["changes"] for row in runs.values())
+
+
+def test_text2img_runs_refuses_a_run_from_a_modified_tree(tmp_path):
+    entry = {"commit": "0123456789ab-dirty", "command": "python -m condgan_lib.train --config shapes-text2img",
+             "config": {}, "steps": 1}
+    (tmp_path / "shapes-text2img.manifest_entry.json").write_text(json.dumps(entry))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "text2img_runs.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), "--as", "x"], capture_output=True, text=True)
+    assert done.returncode == 1 and "not a clean commit" in done.stderr
+    assert "Traceback" not in done.stderr
