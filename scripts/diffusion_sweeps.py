@@ -119,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                  "hardware": fileio.hardware("cpu", 1, None), "n": args.n,
                  "defaults": {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE},
                  "model_sha256": manifest["mnist-diffusion"]["sha256"],
-                 "gan_sha256": manifest["mnist-projection"]["sha256"]}
+                 "gan_sha256": manifest["mnist-projection"]["sha256"],
+                 "judge_sha256": manifest["mnist-classifier"]["sha256"]}
     partial = args.out.with_name(args.out.name + ".partial")
     kept = json.loads(partial.read_text()) if args.keep and partial.exists() else {}
-    if any(kept.get(k) != out[k] for k in ("n", "defaults", "model_sha256")):
-        kept = {}                                        # another model, sample size or defaults: measure again
+    if any(kept.get(k) != out[k] for k in ("n", "defaults", "model_sha256", "judge_sha256")):
+        kept = {}                                # another model, judge, sample size or defaults: measure again
     if kept.get("gan_sha256") != out["gan_sha256"]:
         kept.pop("gan", None)                            # another GAN: measure its section again
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,14 @@
 """The diffusion chapter's module: the forward process and the schedules match their formulas, one sampler step
 inverts the process when it is given the true noise, sampling is reproducible and refuses bad input with one clear
 error each, the family trains on the engine, and the unCLIP chapter's decoder samples exactly as before."""
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from condgan_lib import configs, diffusion, hub
+from condgan_lib import artifacts, configs, diffusion, hub
 from condgan_lib.runs import run_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -250,3 +251,12 @@ def test_the_shipped_model_samples_at_its_defaults_reproducibly(shipped):
     a = model.generate(labels, seed=3)
     assert a.shape == (3, 1, 28, 28) and torch.equal(a, model.generate(labels, seed=3, steps=diffusion.DEFAULT_STEPS,
                                                                        guidance=diffusion.DEFAULT_GUIDANCE))
+
+
+def test_the_stored_sweeps_were_measured_on_the_shipped_models_by_the_shipped_judge():
+    """A retrained diffusion model, GAN or judge leaves the chapter's sweeps stale: this names what changed."""
+    sweeps = json.loads(artifacts.path("diffusion/sweeps.json").read_text())
+    manifest = hub.read_manifest()
+    shipped = {"model_sha256": "mnist-diffusion", "gan_sha256": "mnist-projection", "judge_sha256": "mnist-classifier"}
+    stale = [name for key, name in shipped.items() if sweeps[key] != manifest[name]["sha256"]]
+    assert not stale, f"sweeps measured with another {stale}: run scripts/diffusion_sweeps.py again"
