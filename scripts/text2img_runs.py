@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from condgan_lib import artifacts, configs, hub, probe, text2img
+from condgan_lib.engine import differing_fields
 from condgan_lib.fileio import atomic_write_text, file_lock, sha256_of
 
 NAME = "shapes-text2img"
@@ -35,14 +36,15 @@ def measure(run: Path, label: str) -> dict:
     if not made.get("commit") or made["commit"].endswith("-dirty"):
         raise SystemExit(f"text2img_runs: {run} was made at {made.get('commit')}, not a clean commit; run it again "
                          f"from a clean checkout")
-    shipped = configs.get_config(NAME).to_dict()
-    changes = {k: v for k, v in made["config"].items() if shipped.get(k) != v and k != "name"}
+    shipped = configs.get_config(NAME)
+    recorded = type(shipped).field_defaults() | made["config"]   # fields added since the run: their defaults
+    changes = {k: recorded[k] for k in differing_fields(recorded, shipped.to_dict(), ("name",))}
     payload = torch.load(run / f"{NAME}.pt", map_location="cpu", weights_only=True)
     judge = probe.load_probe()
     measured = text2img.evaluate_alignment(hub.build_model(payload, NAME), judge, n=500)
     return {"label": label, "command": made["command"], "commit": made["commit"], "changes": changes,
             "steps": made["steps"], "sha256": sha256_of(run / f"{NAME}.pt"),
-            "probe_sha256": hub.read_manifest()["shapes-probe"]["sha256"],
+            "probe_sha256": hub.read_manifest()[probe.PROBE_NAME]["sha256"],
             "metrics": {k: measured[k] for k in KEPT}}
 
 
