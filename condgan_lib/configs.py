@@ -90,6 +90,8 @@ class GANConfig(BaseConfig):
     sn_embedding: bool = True         # projection D: spectral norm on the class embedding too (as in the paper's code)
     sn_discriminator: bool = False    # DCGAN D: spectral norm instead of batch norm (Miyato et al., 2018)
     acgan_classify_fakes: bool = False  # AC-GAN: D's class loss also on fakes (the paper) or on real images only
+    latent_codes: int = 0             # unconditional G: a categorical code of this many values read from z
+    info_weight: float = 0.0          # InfoGAN (Chen et al., 2016): weight of D's guess of that code (model "sngan")
     ema_decay: float = 0.999          # generator EMA; 0 disables it
     diffaugment: bool = False         # DiffAugment (Zhao et al., 2020): translation + cutout on real and fake
     amp: str = "none"                 # "none", "bf16" or "fp16" autocast
@@ -122,6 +124,11 @@ class GANConfig(BaseConfig):
             (self.lr_scaling in LR_SCALING, f"lr_scaling must be one of {LR_SCALING}, not {self.lr_scaling!r}"),
             (self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, not {self.lr_warmup_steps}"),
             (self.lr_decay_start >= 0, f"lr_decay_start must be >= 0 (0: no decay), not {self.lr_decay_start}"),
+            (self.latent_codes == 0 or (self.model in ("dcgan", "sngan") and 2 <= self.latent_codes <= self.z_dim),
+             f"latent_codes must be 0, or 2..z_dim ({self.z_dim}) with model 'dcgan' or 'sngan'; "
+             f"not {self.latent_codes} with {self.model!r}"),
+            (self.info_weight == 0 or (self.latent_codes and self.model == "sngan" and self.info_weight > 0),
+             f"info_weight must be 0, or > 0 with latent_codes and model 'sngan'; not {self.info_weight}"),
         ]
 
     def lr_factor(self, step: int) -> float:

@@ -31,7 +31,7 @@ from .engine import (RunContext, ShippedModel, TrainResult, TrainState, autocast
                      make_ema)
 from .fileio import resolve_device
 from .models import (ACGANDiscriminator, ConcatDiscriminator, DCGANDiscriminator, Generator, MLPDiscriminator,
-                     MLPGenerator, ProjectionDiscriminator, SNGANDiscriminator, dcgan_init)
+                     MLPGenerator, ProjectionDiscriminator, SNGANDiscriminator, dcgan_init, latent_code)
 
 N_CLASSES = 10                            # MNIST and Fashion-MNIST both have ten classes
 
@@ -43,9 +43,11 @@ def build_models(cfg: GANConfig) -> tuple[nn.Module, nn.Module, dict]:
         g_kwargs = {"z_dim": cfg.z_dim}
         return MLPGenerator(**g_kwargs), MLPDiscriminator(), g_kwargs
     g_kwargs = {"z_dim": cfg.z_dim, "n_classes": n_classes, "ch": cfg.ch}
+    if cfg.latent_codes:
+        g_kwargs["n_codes"] = cfg.latent_codes
     G = Generator(**g_kwargs)
     D = {"dcgan": lambda: DCGANDiscriminator(ch=cfg.ch, sn=cfg.sn_discriminator, batch_norm=not cfg.sn_discriminator),
-         "sngan": lambda: SNGANDiscriminator(ch=cfg.ch),
+         "sngan": lambda: SNGANDiscriminator(ch=cfg.ch, n_codes=cfg.latent_codes if cfg.info_weight else 0),
          "concat": lambda: ConcatDiscriminator(ch=cfg.ch),
          "acgan": lambda: ACGANDiscriminator(ch=cfg.ch),
          "projection": lambda: ProjectionDiscriminator(ch=cfg.ch, sn_embedding=cfg.sn_embedding)}[cfg.model]()
@@ -89,6 +91,9 @@ def d_loss_fn(cfg: GANConfig, D, real, fake, labels, fake_labels) -> torch.Tenso
         if cfg.acgan_classify_fakes:  # Odena et al.'s original term; it lets D learn G's labels instead of digits
             class_loss = class_loss + F.cross_entropy(f_cls, fake_labels)
         return losses.bce_d_loss(r, f) + cfg.acgan_weight * class_loss
+    if cfg.info_weight:  # InfoGAN: D also learns to read the generator's latent code from its images
+        (r, _), (f, f_code) = D(real), D(fake)
+        return losses.D_LOSSES[cfg.loss](r, f) + cfg.info_weight * F.cross_entropy(f_code, fake_labels)
     return losses.D_LOSSES[cfg.loss](D(real, labels), D(fake, fake_labels))
 
 
@@ -97,6 +102,9 @@ def g_loss_fn(cfg: GANConfig, D, fake, fake_labels) -> torch.Tensor:
     if cfg.model == "acgan":
         f, f_cls = D(fake)
         return losses.nonsaturating_g_loss(f) + cfg.acgan_weight * F.cross_entropy(f_cls, fake_labels)
+    if cfg.info_weight:  # ... and G draws so that the code can be read back
+        f, f_code = D(fake)
+        return losses.G_LOSSES[cfg.loss](f) + cfg.info_weight * F.cross_entropy(f_code, fake_labels)
     return losses.G_LOSSES[cfg.loss](D(fake, fake_labels))
 
 
@@ -222,6 +230,8 @@ def train_gan(cfg: GANConfig, device: str = "auto", out: str | Path | None = Non
             real, labels = next(batches)
             z = torch.randn(cfg.batch_size, cfg.z_dim, generator=noise_gen).to(device)
             fake_labels = torch.randint(0, N_CLASSES, (cfg.batch_size,), generator=noise_gen).to(device)
+            if cfg.latent_codes:  # an unconditional G's "labels" are the codes its latents carry
+                fake_labels = latent_code(z, cfg.latent_codes)
             if n_ranks > 1:
                 real, labels, z, fake_labels = (distributed.shard(t) for t in (real, labels, z, fake_labels))
             if cfg.channels_last:

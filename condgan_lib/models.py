@@ -10,7 +10,8 @@
 - ``ProjectionDiscriminator``: ``psi(phi(x)) + <embed(y), phi(x)>`` with spectral norm (Miyato & Koyama, 2018).
 
 One ``Generator`` serves every variant: with ``n_classes > 0`` it uses class-conditional batch norm, so that the
-three conditional discriminators are compared with the same generator.
+three conditional discriminators are compared with the same generator. With ``n_codes > 0`` it stays unconditional
+but reads a categorical code from its own latent (InfoGAN's code, Chen et al., 2016): see ``latent_code``.
 """
 from __future__ import annotations
 
@@ -90,20 +91,36 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
 
 
+def latent_code(z: torch.Tensor, n_codes: int) -> torch.Tensor:
+    """The categorical code carried by latents ``z``: the index of the largest of their first ``n_codes`` values.
+
+    For standard normal ``z`` the code is uniform over ``0..n_codes-1``, so an unconditional generator keeps one
+    Gaussian input (and everything that samples, truncates or exports it) while its latent space falls into
+    ``n_codes`` disjoint regions, one per code.
+    """
+    return z[:, :n_codes].argmax(1)
+
+
 class Generator(nn.Module):
     """DCGAN generator for 28x28 images; class-conditional when ``n_classes > 0``.
 
     ``z`` -> linear -> ``[2ch, 7, 7]`` -> up to ``[ch, 14, 14]`` -> ``[1, 28, 28]``, tanh. A conditional generator
     sees the label only through class-conditional batch norm after each block: the label sets the scale and shift
-    of the features, the noise sets their content, so neither can crowd the other out.
+    of the features, the noise sets their content, so neither can crowd the other out. With ``n_codes > 0`` the
+    generator is unconditional and the same batch norm is driven by ``latent_code(z, n_codes)`` instead of a label.
     """
 
-    def __init__(self, z_dim: int = 64, n_classes: int = 0, ch: int = 64, out_channels: int = 1):
+    def __init__(self, z_dim: int = 64, n_classes: int = 0, ch: int = 64, out_channels: int = 1, n_codes: int = 0):
         super().__init__()
-        self.z_dim, self.n_classes = z_dim, n_classes
+        if n_classes and n_codes:
+            raise ValueError("a generator takes either class labels (n_classes) or a latent code (n_codes), not both")
+        if n_codes > z_dim:
+            raise ValueError(f"n_codes ({n_codes}) cannot exceed z_dim ({z_dim}): the code is read from z")
+        self.z_dim, self.n_classes, self.n_codes = z_dim, n_classes, n_codes
+        n_tables = n_classes or n_codes
 
         def norm(c: int) -> nn.Module:
-            return ConditionalBatchNorm2d(c, n_classes) if n_classes else nn.BatchNorm2d(c)
+            return ConditionalBatchNorm2d(c, n_tables) if n_tables else nn.BatchNorm2d(c)
 
         self.fc = nn.Linear(z_dim, 2 * ch * 7 * 7, bias=False)
         self.norm1 = norm(2 * ch)
@@ -112,10 +129,12 @@ class Generator(nn.Module):
         self.up2 = nn.ConvTranspose2d(ch, out_channels, 4, 2, 1)
 
     def _norm(self, layer: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return torch.relu(layer(x, labels) if self.n_classes else layer(x))
+        return torch.relu(layer(x, labels) if self.n_classes or self.n_codes else layer(x))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z`` (and ``labels`` for a conditional generator)."""
+        if self.n_codes:
+            labels = latent_code(z, self.n_codes)
         h = self.fc(z).view(z.shape[0], -1, 7, 7)
         h = self._norm(self.norm1, h, labels)
         h = self._norm(self.norm2, self.up1(h), labels)
@@ -182,17 +201,22 @@ class SNGANDiscriminator(nn.Module):
     adds a class term to this network.
     """
 
-    def __init__(self, ch: int = 64, in_channels: int = 1):
+    def __init__(self, ch: int = 64, in_channels: int = 1, n_codes: int = 0):
         super().__init__()
         self.trunk = nn.Sequential(conv_trunk(in_channels, ch, sn=True, batch_norm=False),
                                    spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, 2, 1)), nn.LeakyReLU(0.2))
         self.head = spectral_norm(nn.Linear(4 * ch, 1))
+        # InfoGAN's Q: the same features also guess the generator's latent code (Chen et al., 2016)
+        self.code_head = nn.Linear(4 * ch, n_codes) if n_codes else None
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x).sum(dim=(2, 3))  # global sum pooling, as in the paper
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.phi(x)).squeeze(1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        """One logit per image; with a code head, ``(logit, code logits)``."""
+        h = self.phi(x)
+        logit = self.head(h).squeeze(1)
+        return logit if self.code_head is None else (logit, self.code_head(h))
 
 
 class ConcatDiscriminator(nn.Module):

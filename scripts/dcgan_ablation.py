@@ -48,6 +48,10 @@ CANDIDATES = {
     "sngan-decay-whole-run": {**_SNGAN, "lr_decay_start": 1},
     "sngan-discriminator-ch64": {**_SNGAN, "ch": 64},  # twice the width of both networks
     "sngan-batch128": {**_SNGAN, "batch_size": 128},  # twice the batch at the same rates
+    # an unconditional G whose latent space falls into ten regions (models.latent_code), without or with InfoGAN's
+    # term that makes D read the code back from the image (Chen et al., 2016); no label is ever used
+    "sngan-latent-code": {**_SNGAN, "latent_codes": 10},
+    "sngan-infogan-code": {**_SNGAN, "latent_codes": 10, "info_weight": 1.0},
 }
 
 
