@@ -101,6 +101,16 @@ def latent_code(z: torch.Tensor, n_codes: int) -> torch.Tensor:
     return z[:, :n_codes].argmax(1)
 
 
+def with_code(z: torch.Tensor, code: int, n_codes: int) -> torch.Tensor:
+    """``z`` moved into the region of ``code``: in each row the largest of the first ``n_codes`` values swaps places
+    with the value at ``code``. The values are only permuted, so Gaussian latents become draws of z given the code."""
+    z = z.clone()
+    rows = torch.arange(len(z))
+    top = latent_code(z, n_codes)
+    z[rows, top], z[rows, code] = z[rows, code], z[rows, top]
+    return z
+
+
 class Generator(nn.Module):
     """DCGAN generator for 28x28 images; class-conditional when ``n_classes > 0``.
 

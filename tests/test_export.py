@@ -107,3 +107,15 @@ def test_exporting_one_model_again_keeps_the_others_in_the_index(fresh_export):
     out, index = fresh_export
     again = export.export_all(out, names=["mnist-dcgan"])
     assert again == index and json.loads((out / "models.json").read_text()) == index
+
+
+def test_a_generator_with_a_latent_code_exports_with_its_code(tmp_path):
+    torch.manual_seed(0)
+    G = Generator(z_dim=64, ch=8, n_codes=10).eval()
+    with torch.no_grad():
+        G.norm1.gain.weight.normal_()   # codes that change the image
+    z = latents(12, seed=4)
+    with torch.no_grad():
+        expected = (G(z) + 1) / 2
+    got = run_onnx(export.export_generator(G, tmp_path / "coded.onnx"), z)
+    assert (got - expected).abs().max().item() < 1e-4

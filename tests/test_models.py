@@ -101,3 +101,40 @@ def test_the_sngan_discriminator_is_the_projection_discriminator_without_its_cla
         assert torch.allclose(projection(x, y), sngan(x), atol=1e-6)
         projection.embed.weight.normal_()
         assert not torch.allclose(projection(x, y), sngan(x), atol=1e-3)
+
+
+def test_the_latent_code_is_uniform_and_the_coded_generator_stays_unconditional():
+    from condgan_lib.models import latent_code, with_code
+
+    z = torch.randn(20000, 16, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(latent_code(z, 10), minlength=10).float()
+    assert counts.min() > 0.9 * 2000 and counts.max() < 1.1 * 2000  # uniform over the ten codes
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, ch=8, n_codes=10).eval()
+    assert G.n_classes == 0 and G.generate(3, seed=1).shape == (3, 1, 28, 28)  # a count, as for any unconditional G
+    with pytest.raises(ValueError, match="unconditional"):
+        G.generate(torch.tensor([1, 2]))
+    # the code, and only the code, picks the batch norm's row: a latent moved within its region keeps it
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(2))
+    z[:, :10] = -1.0
+    z[0, 3] = z[1, 7] = 1.0
+    with torch.no_grad():
+        G.norm1.gain.weight[7] += 1.0
+        same_code = G(torch.stack([z[0], z[0]]))
+        assert torch.allclose(same_code[0], same_code[1])
+        z_other = z[0].clone()
+        z_other[3], z_other[7] = -1.0, 1.0  # the same values, the code moved from 3 to 7
+        assert not torch.allclose(G(z[:1]), G(z_other[None]))
+    moved = with_code(z, 5, 10)
+    assert latent_code(moved, 10).tolist() == [5, 5]
+    assert torch.equal(moved.sort(1).values, z.sort(1).values)  # the same values, permuted
+    with pytest.raises(ValueError, match="either class labels"):
+        Generator(z_dim=16, n_classes=10, n_codes=10)
+    with pytest.raises(ValueError, match="cannot exceed z_dim"):
+        Generator(z_dim=8, n_codes=10)
+
+
+def test_the_infogan_discriminator_also_returns_code_logits():
+    x = torch.randn(5, 1, 28, 28)
+    logit, codes = SNGANDiscriminator(ch=4, n_codes=10)(x)
+    assert logit.shape == (5,) and codes.shape == (5, 10)

@@ -101,3 +101,25 @@ def test_the_learning_rate_decay_falls_linearly_from_its_start_to_zero_at_the_la
     assert get_config("mnist-projection", steps=100, lr_decay_start=100).lr_factor(99) == 1.0  # starts too late: off
     with pytest.raises(ValueError, match="lr_decay_start"):
         get_config("mnist-projection", lr_decay_start=-1)
+
+
+def test_the_latent_code_and_the_infogan_term_train_and_are_checked():
+    with pytest.raises(ValueError, match="latent_codes must be 0, or 2..z_dim"):
+        get_config("mnist-dcgan", latent_codes=10, model="projection")
+    with pytest.raises(ValueError, match="info_weight must be 0"):
+        get_config("mnist-dcgan", info_weight=1.0)  # no code to read back
+    torch.manual_seed(0)
+    cfg = tiny(latent_codes=4, info_weight=1.0, steps=3)
+    G, D, kwargs = gan.build_models(cfg)
+    assert kwargs["n_codes"] == 4 and D.code_head.out_features == 4
+    D.eval()  # spectral norm's power iteration would move D between the two passes
+    z = torch.randn(6, 8)
+    codes = gan.latent_code(z, 4)
+    fake = G(z)
+    loss = gan.g_loss_fn(cfg, D, fake, codes)
+    plain = tiny(latent_codes=4, info_weight=0.0)
+    # the InfoGAN term is the hinge loss plus the cross-entropy of D's guess of the code
+    f, f_code = D(fake)
+    expected = -f.mean() + torch.nn.functional.cross_entropy(f_code, codes)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert gan.build_models(plain)[1].code_head is None
