@@ -74,7 +74,8 @@ class ImageGenerator(nn.Module):
 
 
 def export_generator(generator: Generator, path: str | Path) -> Path:
-    """Write ``generator`` to ``path`` as an ONNX model with a dynamic batch size."""
+    """Write ``generator`` to ``path`` as an ONNX model with a dynamic batch size; the generator keeps its mode."""
+    was_training = generator.training
     if generator.n_classes:
         model, inputs = MixedClassGenerator(generator), ["z", "class_weights"]
         example = (torch.zeros(2, generator.z_dim), torch.eye(generator.n_classes)[:2])
@@ -88,6 +89,7 @@ def export_generator(generator: Generator, path: str | Path) -> Path:
         torch.onnx.export(model, example, str(path), input_names=inputs, output_names=["images"],
                           dynamic_axes={key: {0: "n"} for key in [*inputs, "images"]},
                           opset_version=OPSET, dynamo=False)
+    generator.train(was_training)  # the exporter puts the wrapper back in training mode, and the generator with it
     return path
 
 

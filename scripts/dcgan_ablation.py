@@ -9,7 +9,9 @@ For every candidate and stage it records: the share of 2,000 samples the judge c
 how the samples spread over the ten classes (most frequent / least frequent), FID in the judge's feature space and
 the training wall time so far; each record names the judge by its sha256 (``judge_sha256``), so that a new judge shows
 which records it leaves stale. Writes condgan_lib/artifacts/dcgan/ablation.json (one entry per candidate, kept
-when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. ``--previous``
+when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. With
+``--dataset fashion-mnist`` the candidates are trained and judged on Fashion-MNIST instead, into
+ablation_fashion-mnist.json. ``--previous``
 writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest entries of the shipped mnist-dcgan and
 fashion-dcgan with the same measures of their samples, so that the chapter can show what a new recipe changed.
 ``--from-run`` measures the generator that ``python -m condgan_lib.train --config mnist-dcgan ...`` left in a run
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", nargs="+", type=int, default=[2000, 5000, 10000])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--previous", action="store_true", help="measure the shipped DCGANs (see above)")
+    parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
+                        help="train and judge the candidates on this dataset (fashion-mnist: ablation_fashion-mnist.json)")
     parser.add_argument("--from-run", metavar="DIR", help="measure the generator in a training command's run folder")
     parser.add_argument("--as", dest="candidate", choices=sorted(CANDIDATES), help="the candidate --from-run measures")
     args = parser.parse_args(argv)
@@ -99,8 +103,10 @@ def main(argv=None) -> int:
             print(name, json.dumps(record[name]["judged"]))
         atomic_write_text(json.dumps(record, indent=1), artifacts.ROOT / "dcgan" / "previous.json")
         return 0
-    judge = hub.load_pretrained("mnist-classifier")
-    path = artifacts.ROOT / "dcgan" / "ablation.json"
+    if args.from_run and args.dataset != "mnist":
+        parser.error("--from-run measures MNIST runs only")
+    judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[args.dataset])
+    path = artifacts.ROOT / "dcgan" / ("ablation.json" if args.dataset == "mnist" else f"ablation_{args.dataset}.json")
     command = "python scripts/dcgan_ablation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.from_run:
         return record_run(Path(args.from_run), args.candidate, judge, path)
@@ -109,15 +115,15 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for i, steps in enumerate(sorted(args.stages)):
                 run = run_config("mnist-dcgan-paper", device="cpu", out=tmp, resume=i > 0, progress=False, evaluate=False,
-                                 steps=steps, ckpt_every=min(args.stages), **CANDIDATES[name])
+                                 steps=steps, ckpt_every=min(args.stages), dataset=args.dataset, **CANDIDATES[name])
                 rows.append({"steps": steps, "wall_time_s": round(run.entry["wall_time_s"], 1),
-                             **measure(run.model, judge)})
+                             **measure(run.model, judge, dataset=args.dataset)})
                 print(name, json.dumps(rows[-1]), flush=True)
         with file_lock(path.parent / ".ablation.lock"):  # candidates may run in parallel processes
             record = json.loads(path.read_text()) if path.exists() else {}
             record[name] = {"command": command, "changes": _listed(CANDIDATES[name]),
                             "config": run.entry["config"], "hardware": run.entry["hardware"],
-                            "judge_sha256": judge_sha256(), "stages": rows}
+                            "judge_sha256": judge_sha256(args.dataset), "stages": rows}
             atomic_write_text(json.dumps(record, indent=1), path)
     return 0
 

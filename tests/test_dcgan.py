@@ -55,13 +55,10 @@ def test_every_stored_dcgan_measure_was_taken_by_the_shipped_judge():
     assert not stale, f"measured by another judge than the shipped one; run scripts/dcgan_ablation.py again: {stale}"
 
 
-@pytest.mark.xfail(strict=True, reason="the target (85 % of samples judged with p >= 0.9) is missed: the shipped "
-                                       "mnist-dcgan (spectral norm and a third convolution in D) reaches 82.3 % at "
-                                       "20,000 steps and 82.6 % at 40,000; a learning-rate decay (81 %, 80 %), twice "
-                                       "the width (82 %) or twice the batch (81 %) lower FID but not this share "
-                                       "(artifacts/dcgan/ablation.json)")
 def test_the_mnist_dcgan_meets_the_showcase_target(judged):
+    """Met with InfoGAN's code (0.879 in the ablation at 20,000 steps); without it the recipe stops near 0.82."""
     assert judged["mnist-dcgan"]["confident_share"] >= 0.85
+    assert judged["mnist-dcgan"]["class_ratio"] <= 2.0
 
 
 def test_the_ablation_records_a_training_run_only_under_the_recipe_that_trained_it(tmp_path, monkeypatch):

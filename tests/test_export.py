@@ -113,9 +113,13 @@ def test_a_generator_with_a_latent_code_exports_with_its_code(tmp_path):
     torch.manual_seed(0)
     G = Generator(z_dim=64, ch=8, n_codes=10).eval()
     with torch.no_grad():
-        G.norm1.gain.weight.normal_()   # codes that change the image
+        for table in (G.norm1.gain, G.norm1.bias, G.norm2.gain, G.norm2.bias):
+            table.weight.normal_()   # codes that change the image
     z = latents(12, seed=4)
     with torch.no_grad():
         expected = (G(z) + 1) / 2
     got = run_onnx(export.export_generator(G, tmp_path / "coded.onnx"), z)
     assert (got - expected).abs().max().item() < 1e-4
+    assert not G.training  # the exporter left the generator as it found it
+    with torch.no_grad():
+        assert torch.equal((G(z) + 1) / 2, expected)

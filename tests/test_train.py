@@ -12,7 +12,7 @@ from condgan_lib.configs import CONFIGS, get_config
 
 
 def tiny(name="mnist-dcgan", **kw):
-    base = dict(ch=4, z_dim=8, batch_size=16, log_every=10, eval_every=100000, ckpt_every=20, steps=60)
+    base = dict(ch=4, z_dim=16, batch_size=16, log_every=10, eval_every=100000, ckpt_every=20, steps=60)
     base.update(kw)
     return get_config(name, **base)
 
@@ -105,11 +105,11 @@ def test_the_learning_rate_decay_falls_linearly_from_its_start_to_zero_at_the_la
 
 def test_the_latent_code_and_the_infogan_term_train_and_are_checked():
     with pytest.raises(ValueError, match="latent_codes must be 0, or 2..z_dim"):
-        get_config("mnist-dcgan", latent_codes=10, model="projection")
+        get_config("mnist-dcgan-paper", latent_codes=10, model="projection")
     with pytest.raises(ValueError, match="info_weight must be 0"):
-        get_config("mnist-dcgan", info_weight=1.0)  # no code to read back
+        get_config("mnist-dcgan-paper", info_weight=1.0)  # no code to read back
     torch.manual_seed(0)
-    cfg = tiny(latent_codes=4, info_weight=1.0, steps=3)
+    cfg = tiny(latent_codes=4, info_weight=1.0, steps=3, z_dim=8)
     G, D, kwargs = gan.build_models(cfg)
     assert kwargs["n_codes"] == 4 and D.code_head.out_features == 4
     D.eval()  # spectral norm's power iteration would move D between the two passes
@@ -117,7 +117,7 @@ def test_the_latent_code_and_the_infogan_term_train_and_are_checked():
     codes = gan.latent_code(z, 4)
     fake = G(z)
     loss = gan.g_loss_fn(cfg, D, fake, codes)
-    plain = tiny(latent_codes=4, info_weight=0.0)
+    plain = tiny(latent_codes=4, info_weight=0.0, z_dim=8)
     # the InfoGAN term is the hinge loss plus the cross-entropy of D's guess of the code
     f, f_code = D(fake)
     expected = -f.mean() + torch.nn.functional.cross_entropy(f_code, codes)

@@ -2,7 +2,8 @@
  *
  * The page "Explore the generator in your browser" needs only the operators that `python -m condgan_lib.export`
  * writes for these generators: MatMul, Reshape, BatchNormalization (inference), ConvTranspose, Relu, Tanh, Add, Mul,
- * Div and the shape bookkeeping around them (Shape, Gather, Unsqueeze, Concat, Constant). This file reads the .onnx
+ * Div, the shape bookkeeping around them (Shape, Gather, Unsqueeze, Concat, Constant), and Slice and ArgMax, with
+ * which the DCGANs read their latent code from z. This file reads the .onnx
  * file (a protocol buffer) and evaluates its graph in order, in float32 storage with float64 sums. A graph with an
  * operator or attribute this file does not handle is refused with an error that names it, so a change of the export
  * shows up in the site's browser test, which also compares this file's images with onnxruntime's.
@@ -234,6 +235,42 @@
           p += inner;
         }
       }
+      return [tensor(out, dims)];
+    },
+    Slice(node, [x, starts, ends, axesTensor, stepsTensor]) {
+      const rank = x.dims.length;
+      const axes = axesTensor ? Array.from(axesTensor.data, (a) => axisOf(a, rank)) : starts.data.map((_, i) => i);
+      if (stepsTensor && Array.from(stepsTensor.data).some((s) => s !== 1)) refuse(node, "steps other than 1");
+      const lo = x.dims.map(() => 0), dims = x.dims.slice();
+      axes.forEach((a, i) => {
+        const n = x.dims[a], clamp = (v) => Math.min(n, Math.max(0, v < 0 ? v + n : v));
+        lo[a] = clamp(starts.data[i]);
+        dims[a] = Math.max(0, clamp(ends.data[i]) - lo[a]);
+      });
+      const out = new x.data.constructor(size(dims)), idx = dims.map(() => 0);
+      const strides = x.dims.map((_, d) => size(x.dims.slice(d + 1)));
+      for (let p = 0; p < out.length; p++) {
+        let q = 0;
+        for (let d = 0; d < rank; d++) q += (lo[d] + idx[d]) * strides[d];
+        out[p] = x.data[q];
+        for (let d = rank - 1; d >= 0 && ++idx[d] === dims[d]; d--) idx[d] = 0;
+      }
+      return [tensor(out, dims)];
+    },
+    ArgMax(node, [x]) {
+      if (attrInt(node, "select_last_index", 0)) refuse(node, "select_last_index=1");
+      const axis = axisOf(attrInt(node, "axis", 0), x.dims.length);
+      const outer = size(x.dims.slice(0, axis)), n = x.dims[axis], inner = size(x.dims.slice(axis + 1));
+      const out = new Float64Array(outer * inner);   // integer tensors are Float64Array here
+      for (let o = 0; o < outer; o++) {
+        for (let j = 0; j < inner; j++) {
+          let best = 0;
+          for (let i = 1; i < n; i++) if (x.data[(o * n + i) * inner + j] > x.data[(o * n + best) * inner + j]) best = i;
+          out[o * inner + j] = best;
+        }
+      }
+      const dims = x.dims.slice();
+      if (attrInt(node, "keepdims", 1)) dims[axis] = 1; else dims.splice(axis, 1);
       return [tensor(out, dims)];
     },
     Unsqueeze(node, [x, axesTensor]) {
