@@ -1,7 +1,7 @@
-"""Which recipe makes the unconditional DCGAN worth showing? Each candidate is trained on MNIST with the training
-command's engine and measured at a few points along the way by the book's MNIST judge.
+"""Which recipe makes the unconditional DCGAN worth showing? Each candidate is trained on MNIST (or Fashion-MNIST) with
+the training command's engine and measured at a few points along the way by the book's judge of that dataset.
 
-    python scripts/dcgan_ablation.py [--only NAME ...] [--stages 2000 5000 10000] [--threads 1]
+    python scripts/dcgan_ablation.py [--only NAME ...] [--stages 2000 5000 10000] [--threads 1] [--dataset D]
     python scripts/dcgan_ablation.py --previous     # measure the shipped DCGANs before they are replaced
     python scripts/dcgan_ablation.py --from-run runs/mnist-dcgan --as NAME   # a run of the training command
 
@@ -11,9 +11,9 @@ the training wall time so far; each record names the judge by its sha256 (``judg
 which records it leaves stale. Writes condgan_lib/artifacts/dcgan/ablation.json (one entry per candidate, kept
 when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. With
 ``--dataset fashion-mnist`` the candidates are trained and judged on Fashion-MNIST instead, into
-ablation_fashion-mnist.json. ``--previous``
-writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest entries of the shipped mnist-dcgan and
-fashion-dcgan with the same measures of their samples, so that the chapter can show what a new recipe changed.
+ablation_fashion-mnist.json. ``--previous`` writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest
+entries of the shipped mnist-dcgan and fashion-dcgan with the same measures of their samples, so that the chapter can
+show what a new recipe changed.
 ``--from-run`` measures the generator that ``python -m condgan_lib.train --config mnist-dcgan ...`` left in a run
 folder (for example a shipped run continued with ``--resume --steps``) and records it as a stage of candidate NAME,
 with the training command that made it.
