@@ -49,13 +49,12 @@ def test_the_shipped_dcgans_beat_the_ones_they_replaced(judged):
 def test_every_stored_dcgan_measure_was_taken_by_the_shipped_judge():
     """A new judge (retrained classifier) leaves the stored judged shares stale: this names them."""
     manifest = hub.read_manifest()
-    ablation = json.loads(artifacts.path("dcgan/ablation.json").read_text())
     previous = json.loads(artifacts.path("dcgan/previous.json").read_text())
-    stale = [f"ablation {name}" for name, row in ablation.items()
-             if row["judge_sha256"] != manifest["mnist-classifier"]["sha256"]]
-    fashion = json.loads(artifacts.path("dcgan/ablation_fashion-mnist.json").read_text())
-    stale += [f"fashion ablation {name}" for name, row in fashion.items()
-              if row["judge_sha256"] != manifest["fashion-classifier"]["sha256"]]
+    stale = []
+    for file, judge in (("ablation.json", "mnist-classifier"), ("ablation_fashion-mnist.json", "fashion-classifier")):
+        ablation = json.loads(artifacts.path(f"dcgan/{file}").read_text())
+        stale += [f"{file} {name}" for name, row in ablation.items()
+                  if row["judge_sha256"] != manifest[judge]["sha256"]]
     stale += [f"previous {name}" for name, e in previous.items()
               if e["judge_sha256"] != manifest[metrics.CLASSIFIER_FOR[e["config"]["dataset"]]]["sha256"]]
     assert not stale, f"measured by another judge than the shipped one; run scripts/dcgan_ablation.py again: {stale}"

@@ -7,7 +7,7 @@ import torch
 from condgan_lib import losses
 from condgan_lib.models import (ACGANDiscriminator, ConcatDiscriminator, DCGANDiscriminator, Generator,
                                 MLPDiscriminator, MLPGenerator, ProjectionDiscriminator,
-                                SNGANDiscriminator)
+                                SNGANDiscriminator, latent_code, with_code)
 
 
 @pytest.fixture
@@ -104,8 +104,6 @@ def test_the_sngan_discriminator_is_the_projection_discriminator_without_its_cla
 
 
 def test_the_latent_code_is_uniform_and_the_coded_generator_stays_unconditional():
-    from condgan_lib.models import latent_code, with_code
-
     z = torch.randn(20000, 16, generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(latent_code(z, 10), minlength=10).float()
     assert counts.min() > 0.9 * 2000 and counts.max() < 1.1 * 2000  # uniform over the ten codes

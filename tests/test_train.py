@@ -103,7 +103,7 @@ def test_the_learning_rate_decay_falls_linearly_from_its_start_to_zero_at_the_la
         get_config("mnist-projection", lr_decay_start=-1)
 
 
-def test_the_latent_code_and_the_infogan_term_train_and_are_checked():
+def test_the_latent_code_and_the_infogan_term_are_checked_and_enter_the_losses():
     with pytest.raises(ValueError, match="latent_codes must be 0, or 2..z_dim"):
         get_config("mnist-dcgan-paper", latent_codes=10, model="projection")
     with pytest.raises(ValueError, match="info_weight must be 0"):
