@@ -294,6 +294,7 @@ def _bench(args, argv: list[str]) -> int:
     if not args.skip_accuracy:
         print(f"\n4. training from scratch to {args.target:.0%} condition accuracy ({cfg.name}), "
               f"time budget {args.budget_s:.0f} s of training")
+        print(f"  judged by {metrics.CLASSIFIER_FOR[cfg.dataset]} (sha256 {metrics.judge_sha256(cfg.dataset)})")
         r = time_to_accuracy(cfg, device, args.target, args.budget_s, args.check_every)
         if r["reached"]:
             print(f"reached {r['accuracy']:.3f} after {r['steps']} steps, {r['seconds']:.1f} s of training")

@@ -16,9 +16,15 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from .classifier import DomainClassifier
 from .data import load_images
-from .hub import load_pretrained
+from .hub import load_pretrained, read_manifest
 
 CLASSIFIER_FOR = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classifier"}
+
+
+def judge_sha256(dataset: str) -> str:
+    """The sha256 of the shipped classifier that judges ``dataset``: stored measurements name their judge by it, so
+    that a retrained judge shows which of them it leaves stale (tests/test_artifacts.py)."""
+    return read_manifest()[CLASSIFIER_FOR[dataset]]["sha256"]
 
 
 @torch.no_grad()

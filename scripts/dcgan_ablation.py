@@ -2,7 +2,7 @@
 the training command's engine and measured at a few points along the way by the book's judge of that dataset.
 
     python scripts/dcgan_ablation.py [--only NAME ...] [--stages 2000 5000 10000] [--threads 1] [--dataset D]
-    python scripts/dcgan_ablation.py --previous     # measure the shipped DCGANs before they are replaced
+    python scripts/dcgan_ablation.py --previous [REV]   # measure the DCGANs shipped at git revision REV (default HEAD)
     python scripts/dcgan_ablation.py --from-run runs/mnist-dcgan --as NAME   # a run of the training command
 
 For every candidate and stage it records: the share of 2,000 samples the judge classifies with probability >= 0.9,
@@ -12,8 +12,8 @@ which records it leaves stale. Writes condgan_lib/artifacts/dcgan/ablation.json 
 when other candidates are run later); the chapter "From a broken snippet to DCGAN" shows the table. With
 ``--dataset fashion-mnist`` the candidates are trained and judged on Fashion-MNIST instead, into
 ablation_fashion-mnist.json. ``--previous`` writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest
-entries of the shipped mnist-dcgan and fashion-dcgan with the same measures of their samples, so that the chapter can
-show what a new recipe changed.
+entries of mnist-dcgan and fashion-dcgan as shipped at REV (read from git, so that a replaced file can be measured
+again by a new judge) with the same measures of their samples, so that the chapter can show what a new recipe changed.
 ``--from-run`` measures the generator that ``python -m condgan_lib.train --config mnist-dcgan ...`` left in a run
 folder (for example a shipped run continued with ``--resume --steps``) and records it as a stage of candidate NAME,
 with the training command that made it.
@@ -21,6 +21,7 @@ with the training command that made it.
 import argparse
 import json
 import shlex
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,11 +65,6 @@ def _listed(changes: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
 
 
-def judge_sha256(dataset: str = "mnist") -> str:
-    """The sha256 of the shipped classifier that judges ``dataset``."""
-    return hub.read_manifest()[metrics.CLASSIFIER_FOR[dataset]]["sha256"]
-
-
 def measure(generator, judge, n: int = 2000, dataset: str = "mnist") -> dict:
     fake, _ = metrics.sample_generator(generator.eval(), n, seed=0)
     real, real_labels, _, _ = metrics.reference_sets(dataset, n)
@@ -82,7 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), default=sorted(CANDIDATES))
     parser.add_argument("--stages", nargs="+", type=int, default=[2000, 5000, 10000])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--previous", action="store_true", help="measure the shipped DCGANs (see above)")
+    parser.add_argument("--previous", nargs="?", const="HEAD", metavar="REV",
+                        help="measure the DCGANs shipped at git revision REV (default HEAD; see above)")
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
                         help="train and judge the candidates on this dataset (fashion-mnist: ablation_fashion-mnist.json)")
     parser.add_argument("--from-run", metavar="DIR", help="measure the generator in a training command's run folder")
@@ -92,17 +89,7 @@ def main(argv=None) -> int:
         parser.error("--from-run needs --as NAME: the candidate whose recipe that run trained")
     torch.set_num_threads(args.threads)
     if args.previous:
-        manifest, record = hub.read_manifest(), {}
-        for name in ("mnist-dcgan", "fashion-dcgan"):
-            dataset = manifest[name]["config"]["dataset"]
-            judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[dataset])
-            record[name] = {k: manifest[name][k] for k in ("command", "config", "steps", "wall_time_s", "hardware",
-                                                         "metrics", "sha256", "commit") if k in manifest[name]}
-            record[name]["judged"] = measure(hub.load_pretrained(name), judge, dataset=dataset)
-            record[name]["judge_sha256"] = judge_sha256(dataset)
-            print(name, json.dumps(record[name]["judged"]))
-        atomic_write_text(json.dumps(record, indent=1), artifacts.ROOT / "dcgan" / "previous.json")
-        return 0
+        return record_previous(args.previous)
     if args.from_run and args.dataset != "mnist":
         parser.error("--from-run measures MNIST runs only")
     judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[args.dataset])
@@ -123,8 +110,33 @@ def main(argv=None) -> int:
             record = json.loads(path.read_text()) if path.exists() else {}
             record[name] = {"command": command, "changes": _listed(CANDIDATES[name]),
                             "config": run.entry["config"], "hardware": run.entry["hardware"],
-                            "judge_sha256": judge_sha256(args.dataset), "stages": rows}
+                            "judge_sha256": metrics.judge_sha256(args.dataset), "stages": rows}
             atomic_write_text(json.dumps(record, indent=1), path)
+    return 0
+
+
+def record_previous(rev: str) -> int:
+    """previous.json: mnist-dcgan and fashion-dcgan as shipped at git revision ``rev``, measured by today's judges."""
+    record = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        def shipped(path: str) -> bytes:
+            done = subprocess.run(["git", "show", f"{rev}:condgan_lib/checkpoints/{path}"], cwd=artifacts.ROOT,
+                                  capture_output=True)
+            if done.returncode:
+                raise SystemExit(f"--previous {rev}: cannot read {path} from git ({done.stderr.decode().strip()})")
+            return done.stdout
+        (Path(tmp) / hub.MANIFEST).write_bytes(shipped(hub.MANIFEST))
+        manifest = hub.read_manifest(tmp)
+        for name in ("mnist-dcgan", "fashion-dcgan"):
+            (Path(tmp) / manifest[name]["file"]).write_bytes(shipped(manifest[name]["file"]))
+            dataset = manifest[name]["config"]["dataset"]
+            judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[dataset])
+            record[name] = {k: manifest[name][k] for k in ("command", "config", "steps", "wall_time_s", "hardware",
+                                                         "metrics", "sha256", "commit") if k in manifest[name]}
+            record[name]["judged"] = measure(hub.load_pretrained(name, directory=tmp), judge, dataset=dataset)
+            record[name]["judge_sha256"] = metrics.judge_sha256(dataset)
+            print(name, json.dumps(record[name]["judged"]))
+    atomic_write_text(json.dumps(record, indent=1), artifacts.ROOT / "dcgan" / "previous.json")
     return 0
 
 
@@ -146,13 +158,16 @@ def record_run(run: Path, name: str, judge, path: Path) -> int:
     stage = {"steps": entry["steps"], "wall_time_s": entry["wall_time_s"], **measure(generator, judge),
              "trained_by": [s["command"] for s in entry.get("segments", [entry])]}
     print(name, json.dumps(stage), flush=True)
+    judge_sha = metrics.judge_sha256("mnist")
     with file_lock(path.parent / ".ablation.lock"):
         record = json.loads(path.read_text()) if path.exists() else {}
         row = record.setdefault(name, {"command": command, "changes": _listed(CANDIDATES[name]),
                                        "config": entry["config"], "hardware": entry["hardware"],
-                                       "judge_sha256": judge_sha256(), "stages": []})
-        if row["judge_sha256"] != judge_sha256():
-            raise SystemExit(f"{name}'s other stages were measured by another judge; run the candidate again")
+                                       "judge_sha256": judge_sha, "stages": []})
+        if row["judge_sha256"] != judge_sha:       # a new judge: the old judge's stages go, and the output says so
+            print(f"{name}: dropped the stages measured by another judge "
+                  f"({', '.join(str(s['steps']) for s in row['stages'])} steps); measure them again", flush=True)
+            row.update(judge_sha256=judge_sha, stages=[])
         row["stages"] = sorted([s for s in row["stages"] if s["steps"] != stage["steps"]] + [stage],
                                key=lambda s: s["steps"])
         atomic_write_text(json.dumps(record, indent=1), path)

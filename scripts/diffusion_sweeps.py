@@ -46,6 +46,9 @@ GUIDANCE = [0.0, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 6.0]
 DDPM_STEPS = [10, 25, 50, 100]
 
 
+JUDGE_FREE = ("step_time",)   # sections a new judge leaves as they are (--keep): timings
+
+
 def score(generate, n: int, judge, reference: tuple) -> dict:
     """Metrics of ``n`` class-balanced samples of ``generate(labels, seed)`` and their milliseconds per image."""
     labels = torch.arange(10).repeat_interleave(n // 10)
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="samples per setting (default 1000)")
     parser.add_argument("--out", type=Path, default=ROOT / "condgan_lib/artifacts/diffusion/sweeps.json")
     parser.add_argument("--keep", action="store_true",
-                        help="reuse the sections an interrupted sweep of the same model already wrote (OUT.partial)")
+                        help="reuse the sections an interrupted sweep of the same model already wrote (OUT.partial), "
+                             "or, after a complete one, those a new judge does not read (JUDGE_FREE)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     manifest = hub.read_manifest()
@@ -120,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                  "defaults": {"steps": diffusion.DEFAULT_STEPS, "guidance": diffusion.DEFAULT_GUIDANCE},
                  "model_sha256": manifest["mnist-diffusion"]["sha256"],
                  "gan_sha256": manifest["mnist-projection"]["sha256"],
-                 "judge_sha256": manifest["mnist-classifier"]["sha256"]}
+                 "judge_sha256": metrics.judge_sha256("mnist")}
     partial = args.out.with_name(args.out.name + ".partial")
-    kept = json.loads(partial.read_text()) if args.keep and partial.exists() else {}
-    if any(kept.get(k) != out[k] for k in ("n", "defaults", "model_sha256", "judge_sha256")):
-        kept = {}                                # another model, judge, sample size or defaults: measure again
+    earlier = partial if partial.exists() else args.out      # an interrupted sweep, else the last complete one
+    kept = json.loads(earlier.read_text()) if args.keep and earlier.exists() else {}
+    if any(kept.get(k) != out[k] for k in ("n", "defaults", "model_sha256")):
+        kept = {}                                # another model, sample size or defaults: measure again
+    elif kept.get("judge_sha256") != out["judge_sha256"]:   # another judge: only what it does not read is kept
+        kept = {k: kept[k] for k in JUDGE_FREE if k in kept}
     if kept.get("gan_sha256") != out["gan_sha256"]:
         kept.pop("gan", None)                            # another GAN: measure its section again
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         section(key, lambda: {"gan_steps": gan_steps, "equal_step": round(equal_step), "step": state["step"],
                               **log(what, score(lambda y, s: network.generate(y, seed=s), 2000, judge,
                                                 (real2, real2_labels)))})
-    section("history", lambda: json.loads((args.run / "history.json").read_text()))
+    section("history", lambda: [{k: v for k, v in h.items() if k != "condition_accuracy"}   # the losses: the
+                                for h in json.loads((args.run / "history.json").read_text())])  # judge reads "curve"
 
     for path in reversed(engine.checkpoints_in(args.run)):   # every checkpoint's EMA, as the training command measures
         state = torch.load(path, map_location="cpu", weights_only=True)

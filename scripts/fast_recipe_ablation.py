@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from condgan_lib import artifacts
+from condgan_lib import artifacts, metrics
 from condgan_lib.bench import time_to_accuracy
 from condgan_lib.configs import get_config
 from condgan_lib.fileio import atomic_write_text, file_lock, hardware
@@ -52,6 +52,7 @@ def main(argv=None) -> int:
             record[name] = {"command": command, "changes": {k: list(v) if isinstance(v, tuple) else v
                                                             for k, v in changes.items()},
                             "target": args.target, "budget_s": args.budget_s, "hardware": hardware("cpu"),
+                            "judge_sha256": metrics.judge_sha256("mnist"),
                             **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}}
             atomic_write_text(json.dumps(record, indent=1), path)
     return 0

@@ -4,7 +4,8 @@ square-root rule and its warm-up (the -gpu recipe's change), for the same number
     python scripts/lr_rule_check.py [--images 96000] [--threads 1]
 
 Writes condgan_lib/artifacts/lr_rule/batch64.json and batch256.json: each run's command, config, wall time and
-history (condition accuracy of the EMA generator every 12,000 images). The training chapter plots both.
+history (condition accuracy of the EMA generator every 12,000 images, by the judge each names by its sha256). The
+training chapter plots both.
 """
 import argparse
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from condgan_lib import artifacts
+from condgan_lib import artifacts, metrics
 from condgan_lib.fileio import atomic_write_text
 from condgan_lib.runs import run_config
 
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
                              ckpt_every=steps, **extra)
         record = {"command": command, "images": args.images, "config": run.entry["config"],
                   "wall_time_s": run.entry["wall_time_s"], "hardware": run.entry["hardware"],
-                  "history": run.history}
+                  "history": run.history, "judge_sha256": metrics.judge_sha256("mnist")}
         atomic_write_text(json.dumps(record, indent=1), out_dir / f"batch{batch}.json")
         last = [h for h in run.history if "condition_accuracy" in h][-1]
         print(f"batch {batch}: {steps} steps, {run.entry['wall_time_s']:.0f} s, condition accuracy "

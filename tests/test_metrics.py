@@ -3,6 +3,7 @@
 FID and KID run through torchmetrics exactly as for images; a stand-in "classifier" whose features are its inputs
 lets them see synthetic feature vectors whose distributions (and so whose true distances) we choose.
 """
+import json
 import math
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from condgan_lib import evaluate, metrics
+from condgan_lib import artifacts, evaluate, metrics
 from condgan_lib.data import DataUnavailableError
 
 # torchmetrics warns that KID keeps every feature in memory; for these sample sizes that is the point
@@ -271,3 +272,57 @@ def test_record_replaces_only_the_measured_metrics_of_one_entry(tmp_path, monkey
     assert {k: v for k, v in after[name].items() if k != "metrics"} == {
         k: v for k, v in manifest[name].items() if k != "metrics"}
     assert {k: after[k] for k in after if k != name} == {k: manifest[k] for k in manifest if k != name}
+
+
+# the command that measures each stored record again, by the folder (or file) under condgan_lib/artifacts
+REMEASURED_BY = {"dcgan/previous.json": "scripts/dcgan_ablation.py --previous REV",
+                 "dcgan/": "scripts/dcgan_ablation.py", "ablation/": "scripts/rerun_history.py PATH",
+                 "mnist-projection/": "scripts/rerun_history.py condgan_lib/artifacts/mnist-projection",
+                 "lr_rule/": "scripts/lr_rule_check.py", "fast_recipe/": "scripts/fast_recipe_ablation.py",
+                 "diffusion/": "scripts/diffusion_sweeps.py --keep"}
+JUDGED_KEYS = {"condition_accuracy", "confident_share", "fid", "accuracy"}
+
+
+def _keys(value) -> set:
+    if isinstance(value, dict):
+        return set(value).union(*map(_keys, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(_keys, value))
+    return set()
+
+
+def _judged_records(path, data) -> list[tuple[str, dict]]:
+    """(label, record) pairs of a stored file: one per row where a file keeps one record per candidate; a run's
+    history.json is named by the manifest_entry.json beside it."""
+    if path.parent.name in ("dcgan", "fast_recipe"):
+        return [(f" {name}", row) for name, row in data.items()]
+    if path.name == "history.json" and (path.parent / "manifest_entry.json").exists():
+        return [("", json.loads((path.parent / "manifest_entry.json").read_text()))]
+    return [("", data)]
+
+
+def test_every_stored_measurement_names_the_shipped_judge():
+    """Judged numbers stored with the package (condition accuracy, judged shares, FID in the judge's features) name
+    the judge that read them; a retrained judge leaves them stale, and this names the records and their command.
+    Excluded: text2img/ (read by the probe, tests/test_text2img.py) and gpu/ (a GPU run kept as it was measured)."""
+    stale, unnamed = [], []
+    for path in sorted(artifacts.ROOT.rglob("*.json")):
+        relative = path.relative_to(artifacts.ROOT).as_posix()
+        data = json.loads(path.read_text())
+        if relative.startswith(("text2img/", "gpu/")) or not _keys(data) & JUDGED_KEYS:
+            continue
+        for label, record in _judged_records(path, data):
+            dataset = record.get("config", {}).get("dataset", "mnist")
+            command = next(c for prefix, c in REMEASURED_BY.items() if relative.startswith(prefix))
+            if "judge_sha256" not in record:
+                unnamed.append(relative + label)
+            elif record["judge_sha256"] != metrics.judge_sha256(dataset):
+                stale.append(f"{relative}{label} ({command})")
+    for path in sorted(artifacts.ROOT.glob("bench_*.txt")):        # the benchmark's time to 98 % condition accuracy
+        if "condition accuracy" in path.read_text():
+            if "judged by" not in path.read_text():
+                unnamed.append(path.name)
+            elif f"sha256 {metrics.judge_sha256('mnist')}" not in path.read_text():
+                stale.append(f"{path.name} (python -m condgan_lib.bench, its command at the top)")
+    assert not unnamed, f"stored judged numbers that do not name their judge (judge_sha256): {unnamed}"
+    assert not stale, f"measured by another judge than the shipped one; measure them again: {stale}"
