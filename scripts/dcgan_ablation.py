@@ -13,7 +13,8 @@ when other candidates are run later); the chapter "From a broken snippet to DCGA
 ``--dataset fashion-mnist`` the candidates are trained and judged on Fashion-MNIST instead, into
 ablation_fashion-mnist.json. ``--previous`` writes condgan_lib/artifacts/dcgan/previous.json instead: the manifest
 entries of mnist-dcgan and fashion-dcgan as shipped at REV (read from git, so that a replaced file can be measured
-again by a new judge) with the same measures of their samples, so that the chapter can show what a new recipe changed.
+again by a new judge), their metrics measured again and the same measures of their samples, so that the chapter can
+show what a new recipe changed.
 ``--from-run`` measures the generator that ``python -m condgan_lib.train --config mnist-dcgan ...`` left in a run
 folder (for example a shipped run continued with ``--resume --steps``) and records it as a stage of candidate NAME,
 with the training command that made it.
@@ -133,7 +134,11 @@ def record_previous(rev: str) -> int:
             judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[dataset])
             record[name] = {k: manifest[name][k] for k in ("command", "config", "steps", "wall_time_s", "hardware",
                                                          "metrics", "sha256", "commit") if k in manifest[name]}
-            record[name]["judged"] = measure(hub.load_pretrained(name, directory=tmp), judge, dataset=dataset)
+            generator = hub.load_pretrained(name, directory=tmp)
+            # the entry's metrics as ``evaluate --record`` measures them, and the judged share, both by today's judge
+            record[name]["metrics"] = metrics.evaluate_generator(generator, dataset, classifier=judge,
+                                                                 n=manifest[name]["metrics"].get("n", 2000))
+            record[name]["judged"] = measure(generator, judge, dataset=dataset)
             record[name]["judge_sha256"] = metrics.judge_sha256(dataset)
             print(name, json.dumps(record[name]["judged"]))
     atomic_write_text(json.dumps(record, indent=1), artifacts.ROOT / "dcgan" / "previous.json")
