@@ -1,6 +1,7 @@
 """Measure a stored training run again with the shipped judge, by training it again from its stored config.
 
     python scripts/rerun_history.py PATH [PATH ...] [--threads 1] [--replace]
+    python scripts/rerun_history.py PATH --create CONFIG [--set FIELD=VALUE ...]   # a new record of that run
 
 PATH is a stored run record (``condgan_lib/artifacts/ablation/*.json``: command, config, history and, for some,
 metrics) or a folder holding a shipped run's ``history.json`` and ``manifest_entry.json``
@@ -12,7 +13,8 @@ the record's condition accuracies (and metrics) become the shipped judge's, the 
 
 A record whose run today's code no longer reproduces (the library changed since: initialisation, data order) is
 refused; with ``--replace`` it is replaced by the new run of the same recipe, losses and all, and says so
-(``rerun``: the date and the reason).
+(``rerun``: the date and the reason). ``--create`` trains the named config with the training command's ``--set``
+overrides and stores a new record at PATH.
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ def losses(history: list[dict]) -> list[tuple]:
 
 def rerun(path: Path, threads: int, replace: bool = False) -> None:
     folder = path.is_dir()
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist (--create CONFIG makes a new record)")
     if folder:
         entry = json.loads((path / "manifest_entry.json").read_text())
         record = {"config": entry["config"], "history": json.loads((path / "history.json").read_text()),
@@ -72,7 +76,7 @@ def rerun(path: Path, threads: int, replace: bool = False) -> None:
         history = json.loads((Path(tmp) / "history.json").read_text())
         sha = hub.sha256_of(Path(tmp) / run.entry["file"])
     stored, now = losses(record["history"]), losses(history)
-    if stored != now:
+    if stored and stored != now:
         first = next((a, b) for a, b in zip(stored + [None] * len(now), now + [None] * len(stored)) if a != b)
         if folder or not replace:
             raise SystemExit(f"{path}: the run trained again differs from the stored one (stored, now: {first}); "
@@ -93,7 +97,7 @@ def rerun(path: Path, threads: int, replace: bool = False) -> None:
         if "metrics" in record:
             record["metrics"] = run.entry["metrics"]
         atomic_write_text(json.dumps(record, indent=1) + "\n", path)
-    print(f"{path}: losses reproduced at {len(now)} steps; condition accuracy now "
+    print(f"{path}: {'losses reproduced at' if stored == now else 'new run,'} {len(now)} logged steps; condition accuracy "
           f"{[h['condition_accuracy'] for h in history if 'condition_accuracy' in h][-1]}", flush=True)
 
 
@@ -103,8 +107,18 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--replace", action="store_true",
                         help="store the new run where today's code does not reproduce the stored one")
+    parser.add_argument("--create", metavar="CONFIG", help="train CONFIG (with --set) into a new record at PATH")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="with --create: the training command's overrides")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.create:
+        if len(args.paths) != 1 or args.paths[0].exists():
+            parser.error("--create makes one new record: give one PATH that does not exist yet")
+        overrides = parse_overrides(args.create, args.set)
+        record = {"config": CONFIGS[args.create].to_dict() | {k: list(v) if isinstance(v, tuple) else v
+                                                              for k, v in overrides.items()}, "history": [], "metrics": {}}
+        atomic_write_text(json.dumps(record, indent=1) + "\n", args.paths[0])
     for path in args.paths:
         rerun(path, args.threads, args.replace)
     return 0
