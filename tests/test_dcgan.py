@@ -78,3 +78,8 @@ def test_the_ablation_records_a_training_run_only_under_the_recipe_that_trained_
     [stage] = row["stages"]
     assert stage["steps"] == 40 and stage["confident_share"] == 0.5
     assert stage["trained_by"] == ["python -m condgan_lib.train --config mnist-dcgan"]
+    # a row measured by another judge keeps none of that judge's stages
+    record.write_text(json.dumps({"sngan-infogan-code": row | {"judge_sha256": "0" * 64, "stages": [{"steps": 20}]}}))
+    dcgan_ablation.record_run(tmp_path, "sngan-infogan-code", None, record)
+    row = json.loads(record.read_text())["sngan-infogan-code"]
+    assert row["judge_sha256"] == metrics.judge_sha256("mnist") and [s["steps"] for s in row["stages"]] == [40]

@@ -7,6 +7,8 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -326,3 +328,45 @@ def test_every_stored_measurement_names_the_shipped_judge():
                 stale.append(f"{path.name} (python -m condgan_lib.bench, its command at the top)")
     assert not unnamed, f"stored judged numbers that do not name their judge (judge_sha256): {unnamed}"
     assert not stale, f"measured by another judge than the shipped one; measure them again: {stale}"
+
+
+def _fake_run_config(losses: list[tuple], accuracy: float):
+    """A stand-in for runs.run_config that 'trains' by writing a history with these losses."""
+    def run_config(name, device, out, progress, command, **overrides):
+        history = [{"step": st, "d_loss": d, "g_loss": g, "condition_accuracy": accuracy} for st, d, g in losses]
+        (Path(out) / "history.json").write_text(json.dumps(history))
+        (Path(out) / f"{name}.pt").write_bytes(b"weights")
+        entry = {"file": f"{name}.pt", "config": {"name": name, **overrides}, "metrics": {"fid": 1.0},
+                 "created": "2026-12-05T00:00:00Z"}
+        return SimpleNamespace(entry=entry)
+    return run_config
+
+
+def test_a_stored_run_is_read_again_only_where_its_losses_reproduce(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import rerun_history
+    from condgan_lib.configs import CONFIGS
+
+    config = CONFIGS["mnist-projection"].to_dict() | {"lr_g": 0.001, "retired_field": 1}
+    del config["ema_decay"]                      # a field added after the run: its default
+    command = rerun_history.training_command(config, 1)
+    assert command == ("python -m condgan_lib.train --config mnist-projection --set ema_decay=0.999 --set lr_g=0.001 "
+                       "--threads 1 --no-progress")
+    path = tmp_path / "run.json"
+    stored = {"command": "old", "config": config, "metrics": {"fid": 9.0},
+              "history": [{"step": 50, "d_loss": 0.5, "g_loss": 1.0, "condition_accuracy": 0.2}]}
+    path.write_text(json.dumps(stored))
+    monkeypatch.setattr(rerun_history, "run_config", _fake_run_config([(50, 0.5, 1.0)], 0.3))
+    rerun_history.rerun(path, 1)
+    record = json.loads(path.read_text())
+    assert record["command"] == command and record["history"][0]["condition_accuracy"] == 0.3
+    assert record["judge_sha256"] == metrics.judge_sha256("mnist") and record["metrics"] == {"fid": 1.0}
+
+    path.write_text(json.dumps(stored))
+    monkeypatch.setattr(rerun_history, "run_config", _fake_run_config([(50, 0.7, 1.0)], 0.3))
+    with pytest.raises(SystemExit, match="differs from the stored one"):
+        rerun_history.rerun(path, 1)
+    assert json.loads(path.read_text()) == stored
+    rerun_history.rerun(path, 1, replace=True)
+    record = json.loads(path.read_text())
+    assert record["history"][0]["d_loss"] == 0.7 and "not reproduced" in record["rerun"]
