@@ -385,8 +385,8 @@ RECIPES: list[BaseConfig] = [
     # conditional recipe with batch norm, spectral norm in DCGAN's two-layer discriminator, and variants of it
     # (condgan_lib/artifacts/dcgan/ablation.json). On MNIST the generator also reads a ten-valued code from its latent
     # (models.latent_code) that D learns to guess (InfoGAN): 0.877 judged with p >= 0.9 at 20,000 steps against
-    # 0.821 without. On Fashion-MNIST the code lowers FID at 20,000 steps (20.1 against 23.1) but not the judged share
-    # (0.58), and 40,000 steps without it do better (19.4, 0.60; artifacts/dcgan/ablation_fashion-mnist.json)
+    # 0.821 without. On Fashion-MNIST the code lowers FID at 20,000 steps (21.2 against 25.0) but not the judged share
+    # (0.59), and 40,000 steps without it do better (20.6, 0.60; artifacts/dcgan/ablation_fashion-mnist.json)
     GANConfig("mnist-dcgan", dataset="mnist", model="sngan",
               **dict(_SHOWCASE, steps=20000, latent_codes=10, info_weight=1.0)),
     GANConfig("fashion-dcgan", dataset="fashion-mnist", model="sngan", **_SHOWCASE),
