@@ -23,7 +23,7 @@ CLASSIFIER_FOR = {"mnist": "mnist-classifier", "fashion-mnist": "fashion-classif
 
 def judge_sha256(dataset: str) -> str:
     """The sha256 of the shipped classifier that judges ``dataset``: stored measurements name their judge by it, so
-    that a retrained judge shows which of them it leaves stale (tests/test_artifacts.py)."""
+    that a retrained judge shows which of them it leaves stale (tests/test_metrics.py)."""
     return read_manifest()[CLASSIFIER_FOR[dataset]]["sha256"]
 
 

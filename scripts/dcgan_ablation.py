@@ -133,7 +133,7 @@ def record_previous(rev: str) -> int:
             dataset = manifest[name]["config"]["dataset"]
             judge = hub.load_pretrained(metrics.CLASSIFIER_FOR[dataset])
             record[name] = {k: manifest[name][k] for k in ("command", "config", "steps", "wall_time_s", "hardware",
-                                                         "metrics", "sha256", "commit") if k in manifest[name]}
+                                                         "sha256", "commit") if k in manifest[name]}
             generator = hub.load_pretrained(name, directory=tmp)
             # the entry's metrics as ``evaluate --record`` measures them, and the judged share, both by today's judge
             record[name]["metrics"] = metrics.evaluate_generator(generator, dataset, classifier=judge,

@@ -42,12 +42,17 @@ def _value(v) -> str:
     return str(v)
 
 
-def training_command(config: dict, threads: int) -> str:
-    """The training command that trains ``config``: the named config with ``--set`` for every field it changes."""
+def changed_fields(config: dict) -> list[str]:
+    """``FIELD=VALUE`` for every field in which ``config`` differs from the named config it was made from."""
     base = CONFIGS[config["name"]].to_dict()
     # fields added since the run was made: their defaults (what the code did before); fields since removed: dropped
     recorded = type(CONFIGS[config["name"]]).field_defaults() | {k: v for k, v in config.items() if k in base}
-    sets = [f"--set {k}={_value(recorded[k])}" for k in differing_fields(recorded, base, ("name",))]
+    return [f"{k}={_value(recorded[k])}" for k in differing_fields(recorded, base, ("name",))]
+
+
+def training_command(config: dict, threads: int) -> str:
+    """The training command that trains ``config``: the named config with ``--set`` for every field it changes."""
+    sets = [f"--set {pair}" for pair in changed_fields(config)]
     return " ".join(["python -m condgan_lib.train --config", config["name"], *sets,
                      f"--threads {threads} --no-progress"])
 
@@ -56,11 +61,14 @@ def losses(history: list[dict]) -> list[tuple]:
     return [(h["step"], h["d_loss"], h["g_loss"]) for h in history if "d_loss" in h]
 
 
-def rerun(path: Path, threads: int, replace: bool = False) -> None:
+def rerun(path: Path, threads: int, replace: bool = False, new: dict | None = None) -> None:
+    """Train the run stored at ``path`` again and let the shipped judge read it; ``new``: a record to create there."""
     folder = path.is_dir()
-    if not path.exists():
+    if new is None and not path.exists():
         raise SystemExit(f"{path} does not exist (--create CONFIG makes a new record)")
-    if folder:
+    if new is not None:
+        record = new
+    elif folder:
         entry = json.loads((path / "manifest_entry.json").read_text())
         record = {"config": entry["config"], "history": json.loads((path / "history.json").read_text()),
                   "metrics": entry["metrics"]}
@@ -68,8 +76,7 @@ def rerun(path: Path, threads: int, replace: bool = False) -> None:
         record = json.loads(path.read_text())
     config = record["config"]
     command = training_command(config, threads)
-    words = command.split()
-    overrides = parse_overrides(config["name"], [w for i, w in enumerate(words) if i and words[i - 1] == "--set"])
+    overrides = parse_overrides(config["name"], changed_fields(config))
     print(f"{path}: {command}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         run = run_config(config["name"], device="cpu", out=tmp, progress=False, command=command, **overrides)
@@ -116,9 +123,9 @@ def main(argv=None) -> int:
         if len(args.paths) != 1 or args.paths[0].exists():
             parser.error("--create makes one new record: give one PATH that does not exist yet")
         overrides = parse_overrides(args.create, args.set)
-        record = {"config": CONFIGS[args.create].to_dict() | {k: list(v) if isinstance(v, tuple) else v
-                                                              for k, v in overrides.items()}, "history": [], "metrics": {}}
-        atomic_write_text(json.dumps(record, indent=1) + "\n", args.paths[0])
+        config = CONFIGS[args.create].to_dict() | {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+        rerun(args.paths[0], args.threads, new={"config": config, "history": [], "metrics": {}})
+        return 0
     for path in args.paths:
         rerun(path, args.threads, args.replace)
     return 0
