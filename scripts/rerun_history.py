@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from condgan_lib import hub, metrics
-from condgan_lib.configs import CONFIGS
+from condgan_lib.configs import CONFIGS, get_config
 from condgan_lib.engine import differing_fields
 from condgan_lib.fileio import atomic_write_text
 from condgan_lib.runs import run_config
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         if len(args.paths) != 1 or args.paths[0].exists():
             parser.error("--create makes one new record: give one PATH that does not exist yet")
         overrides = parse_overrides(args.create, args.set)
-        config = CONFIGS[args.create].to_dict() | {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+        config = get_config(args.create, **overrides).to_dict()
         rerun(args.paths[0], args.threads, new={"config": config, "history": [], "metrics": {}})
         return 0
     for path in args.paths:
